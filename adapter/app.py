@@ -1,0 +1,159 @@
+"""The Litestar application: `create_app(settings)` wires routes, auth, errors and the Triton client."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+
+from adapter.backend import BackendUnavailable, InferenceBackend, TritonBackend
+from adapter.responses import json_response
+from adapter.routes import clip, faces, ocr
+from adapter.settings import Settings
+from mt_photos_triton.families import FAMILIES
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[Settings], InferenceBackend]
+
+STATUS_PAGE = """<!DOCTYPE html>
+<html lang="zh-CN">
+<head><meta charset="UTF-8"><title>MT Photos AI Server (Triton)</title></head>
+<body style="text-align:center;font-family:sans-serif">
+<p style="font-weight:600">MT Photos智能识别服务 · mt-photos-triton</p>
+<p>服务状态： 运行中 (service running)</p>
+<p>Health: <a href="/health/ready">/health/ready</a></p>
+</body>
+</html>"""
+
+CHECK_TITLE = "mt-photos-ai服务"
+CHECK_HELP = "https://mtmt.tech/docs/advanced/ocr_api"
+FACIAL_MAX_DISTANCE = 0.5
+
+
+def require_api_key(request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """before_request hook of the protected routes: a wrong or missing key gets the reference's 401."""
+    settings: Settings = request.app.state.settings
+    given = request.headers.get("api-key", "")
+    if hmac.compare_digest(given.encode(), settings.api_auth_key.encode()):
+        return None
+    return json_response({"detail": "Invalid API key"}, status_code=401)
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Framework errors (404, 405, 413, ...) in the reference's `{"detail": ...}` shape; anything else is a
+    logged traceback and a bare 500 (no exception text reaches the client)."""
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        return json_response({"detail": exc.detail}, status_code=exc.status_code)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response({"detail": "Internal Server Error"}, status_code=500)
+
+
+@get("/", media_type="text/html", include_in_schema=False)
+async def index() -> str:
+    return STATUS_PAGE
+
+
+@post("/check", status_code=200)
+async def check(settings: Settings) -> Response[bytes]:
+    return json_response(
+        {
+            "result": "pass",
+            "title": CHECK_TITLE,
+            "help": CHECK_HELP,
+            "detector_backend": "insightface",
+            "recognition_model": settings.face_recognition_model_name,
+            "facial_min_score": settings.face_min_score,
+            "facial_max_distance": FACIAL_MAX_DISTANCE,
+            "env_use_dml": False,
+        }
+    )
+
+
+@post(["/restart", "/restart_v2"], status_code=200)
+async def restart() -> Response[bytes]:
+    # Nothing to free: models live in Triton. MT Photos calls this between OCR jobs.
+    return json_response({"result": "pass"})
+
+
+@get("/health/live", include_in_schema=False)
+async def live() -> Response[bytes]:
+    return json_response({"status": "live"})
+
+
+@get("/health/ready", include_in_schema=False)
+async def ready(backend: InferenceBackend) -> Response[bytes]:
+    """200 when the server is ready and every model it was asked to load is READY; 503 naming what is not."""
+    if not await backend.server_ready():
+        return json_response({"status": "not ready", "server": "unavailable"}, status_code=503)
+    try:
+        states = await backend.models()
+    except BackendUnavailable:
+        return json_response({"status": "not ready", "server": "unavailable"}, status_code=503)
+    loaded = {s.name: s for s in states if s.state}
+    failed = {name: f"{s.state}: {s.reason}".rstrip(": ") for name, s in loaded.items() if s.state != "READY"}
+    families = {
+        name: "ready"
+        if all(loaded.get(m) and loaded[m].state == "READY" for m in family.entry_models)
+        else f"not exported: run `{family.export_command}`"
+        for name, family in FAMILIES.items()
+    }
+    body = {
+        "status": "ready" if not failed else "not ready",
+        "server": "ready",
+        "models": {name: s.state for name, s in sorted(loaded.items())},
+        "families": families,
+    }
+    if failed:
+        body["failed"] = failed
+    return json_response(body, status_code=503 if failed else 200)
+
+
+def create_app(settings: Settings, backend_factory: BackendFactory | None = None) -> Litestar:
+    """The app for `settings`; `backend_factory` replaces the Triton client (unit tests hand in a fake)."""
+    make_backend = backend_factory or (lambda s: TritonBackend(s.triton_url, s.inference_timeout_s))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if settings.uses_default_key:
+            log.warning(
+                "API_AUTH_KEY is the public default '%s': anyone on the network can use this service; "
+                "set API_AUTH_KEY to a secret of your own",
+                settings.api_auth_key,
+            )
+        app.state.backend = make_backend(settings)
+        try:
+            yield
+        finally:
+            await app.state.backend.close()
+
+    def provide_backend(state: State) -> InferenceBackend:
+        return state.backend  # type: ignore[no-any-return]
+
+    def provide_settings(state: State) -> Settings:
+        return state.settings  # type: ignore[no-any-return]
+
+    protected = Router(
+        path="/",
+        route_handlers=[check, restart, *ocr.HANDLERS, *faces.HANDLERS, *clip.HANDLERS],
+        before_request=require_api_key,
+    )
+    return Litestar(
+        route_handlers=[index, live, ready, protected],
+        state=State({"settings": settings}),
+        dependencies={
+            "backend": Provide(provide_backend, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+        },
+        exception_handlers={HTTPException: http_exception_handler, Exception: http_exception_handler},
+        lifespan=[lifespan],
+        logging_config=None,
+    )
+

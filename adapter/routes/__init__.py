@@ -1,0 +1,1 @@
+"""MT Photos routes, one module per model family; each exports HANDLERS."""

@@ -1,0 +1,7 @@
+"""Routes of the clip family (filled in by its issue)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: list[Any] = []

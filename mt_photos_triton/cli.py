@@ -1,0 +1,97 @@
+"""`mt-photos-triton`: export models, serve the API (with an embedded Triton server or an existing one), bench."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mt_photos_triton.families import FAMILIES
+
+log = logging.getLogger("mt_photos_triton")
+
+SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
+
+
+def default_repository() -> Path:
+    """MODEL_REPOSITORY, else the checkout's model_repository/, else ./model_repository."""
+    if os.environ.get("MODEL_REPOSITORY"):
+        return Path(os.environ["MODEL_REPOSITORY"])
+    return SOURCE_REPOSITORY if SOURCE_REPOSITORY.is_dir() else Path("model_repository")
+
+
+def configure_logging() -> None:
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mt-photos-triton", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the MT Photos API (starts an embedded Triton unless --triton-url)")
+    serve.add_argument("--repository", type=Path, default=None, help="model repository (env MODEL_REPOSITORY)")
+    serve.add_argument("--host", default=None, help="adapter address (env HTTP_HOST, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="adapter port (env HTTP_PORT, default 8060)")
+    serve.add_argument("--triton-url", default=None, help="use this Triton server (host:port) instead of starting one")
+
+    export = commands.add_parser("export", help="download and install models into the repository")
+    export.add_argument("family", choices=[*FAMILIES, "auto"], help="'auto' tries every family's default model")
+    export.add_argument("--model", default=None, help="model name (default: the reference service's default)")
+    export.add_argument("--from", dest="source", default=None, help="local directory, zip file or URL to use")
+    export.add_argument("--repository", type=Path, default=None, help="model repository (env MODEL_REPOSITORY)")
+    export.add_argument("--force", action="store_true", help="re-export even when the files are already there")
+
+    bench = commands.add_parser("bench", help="measure us and the in-process reference side by side")
+    bench.add_argument("family", choices=list(FAMILIES))
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that family's bench (see --help)")
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from export.common import ExportError
+
+    repository = args.repository or default_repository()
+    families = list(FAMILIES) if args.family == "auto" else [args.family]
+    failures = 0
+    for family in families:
+        module = importlib.import_module(f"export.{family}")
+        try:
+            result = module.export(repository=repository, model=args.model, source=args.source, force=args.force)
+        except ExportError as error:
+            failures += 1
+            log.error("%s: not exported: %s", family, error)
+            continue
+        log.info("%s", result.summary())
+    # `auto` prepares what it can: a family that cannot be obtained here is reported, not fatal
+    return 0 if args.family == "auto" or failures == 0 else 1
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from mt_photos_triton.serve import serve
+
+    return serve(
+        repository=args.repository or default_repository(),
+        host=args.host,
+        port=args.port,
+        triton_url=args.triton_url or os.environ.get("TRITON_URL") or None,
+    )
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"mt_photos_triton.bench.{args.family}")
+    return int(module.main(args.args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    runners = {"serve": run_serve, "export": run_export, "bench": run_bench}
+    return runners[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The model repository on disk: read and write `config.pbtxt`, and tell which models can load.
+
+A model whose weights were never exported must not be asked for at start-up (it would fail and, with
+default flags, stop the server), so `serve` loads only what is complete and reports the rest with the
+export command that provides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+ModelConfig = model_config_pb2.ModelConfig
+
+CONFIG_NAME = "config.pbtxt"
+VERSION = "1"
+DEFAULT_ONNX_FILENAME = "model.onnx"
+# A python model that calls other models through BLS names them in this parameter (comma-separated), so
+# that readiness and loading account for them.
+BLS_MODELS_PARAMETER = "bls_models"
+# Which `mt-photos-triton export` family provides a model.
+FAMILY_PARAMETER = "family"
+
+
+def read_config(model_dir: Path) -> ModelConfig:
+    config = ModelConfig()
+    text_format.Parse((model_dir / CONFIG_NAME).read_text(), config)
+    return config
+
+
+def write_config(model_dir: Path, config: ModelConfig) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / CONFIG_NAME).write_text(text_format.MessageToString(config))
+
+
+def parameter(config: ModelConfig, key: str, default: str | None = None) -> str | None:
+    if key in config.parameters:
+        return config.parameters[key].string_value
+    return default
+
+
+def set_parameters(config: ModelConfig, values: dict[str, object]) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
+
+
+def model_dirs(repository: Path) -> dict[str, Path]:
+    return {p.parent.name: p.parent for p in sorted(Path(repository).glob(f"*/{CONFIG_NAME}"))}
+
+
+def dependencies(config: ModelConfig) -> list[str]:
+    """The models this one needs at inference time: ensemble steps and declared BLS callees."""
+    steps = [step.model_name for step in config.ensemble_scheduling.step]
+    bls = [n.strip() for n in (parameter(config, BLS_MODELS_PARAMETER) or "").split(",") if n.strip()]
+    return steps + bls
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    family: str | None
+    missing: str | None  # why it cannot load, or None
+
+    @property
+    def loadable(self) -> bool:
+        return self.missing is None
+
+
+def _own_files_missing(model_dir: Path, config: ModelConfig) -> str | None:
+    version_dir = model_dir / VERSION
+    if config.platform == "ensemble":
+        return None
+    if config.backend == "python":
+        return None if (version_dir / "model.py").is_file() else f"{version_dir / 'model.py'} is missing"
+    if config.backend == "onnxruntime" or config.platform == "onnxruntime_onnx":
+        weights = version_dir / (config.default_model_filename or DEFAULT_ONNX_FILENAME)
+        return None if weights.is_file() else f"{weights} has not been exported"
+    return f"unsupported backend '{config.backend or config.platform}'"
+
+
+def scan(repository: Path) -> dict[str, ModelStatus]:
+    """Every model of the repository with the reason it cannot load, following dependencies."""
+    dirs = model_dirs(repository)
+    configs = {name: read_config(path) for name, path in dirs.items()}
+    statuses: dict[str, ModelStatus] = {}
+
+    def visit(name: str, trail: tuple[str, ...]) -> str | None:
+        if name in statuses:
+            return statuses[name].missing
+        if name not in configs:
+            return f"model '{name}' is not in the repository"
+        if name in trail:
+            return f"dependency cycle through '{name}'"
+        config = configs[name]
+        missing = _own_files_missing(dirs[name], config)
+        for dependency in dependencies(config):
+            if missing is None and (reason := visit(dependency, (*trail, name))) is not None:
+                missing = f"needs '{dependency}': {reason}"
+        statuses[name] = ModelStatus(name, parameter(config, FAMILY_PARAMETER), missing)
+        return missing
+
+    for name in configs:
+        visit(name, ())
+    return statuses
+
+
+def loadable_models(repository: Path) -> list[str]:
+    return [name for name, status in scan(repository).items() if status.loadable]
