@@ -328,7 +328,11 @@ class EmbeddedTriton:
             time.sleep(0.1)
 
     def _remove_leftover_shm(self) -> None:
-        for name in shm_regions() - self._shm_before:
+        """Regions that appeared while we ran and that no live process maps (another server's stay)."""
+        leftovers = shm_regions() - self._shm_before
+        if leftovers:
+            leftovers -= _mapped_shm_names()
+        for name in leftovers:
             with contextlib.suppress(OSError):
                 (SHM_DIR / name).unlink()
 
@@ -337,6 +341,23 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _mapped_shm_names() -> set[str]:
+    """Names of /dev/shm files that some live process has mapped."""
+    names = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            maps = (entry / "maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.rsplit(" ", 1)[-1]
+            if path.startswith(f"{SHM_DIR}/"):
+                names.add(path[len(str(SHM_DIR)) + 1 :])
+    return names
 
 
 def _session_members(session_id: int) -> list[int]:

@@ -24,7 +24,9 @@ def fixtures() -> Path:
 @pytest.fixture(scope="session")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonHarness]:
     """The real embedded tritonserver, started once with an empty repository (models are loaded by tests)."""
-    server = EmbeddedTriton(repository=tmp_path_factory.mktemp("model_repository"), models=[])
+    # ports 0: kernel-chosen, so parallel test sessions never collide
+    ports = {"http": 0, "grpc": 0, "metrics": 0}
+    server = EmbeddedTriton(repository=tmp_path_factory.mktemp("model_repository"), models=[], ports=ports)
     with server:
         yield TritonHarness(server)
 
