@@ -13,9 +13,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
-from adapter.backend import BackendUnavailable, InferenceBackend, TritonBackend
+from adapter.backend import BackendUnavailable, InferenceBackend, PooledBackend, TritonBackend, split_urls
 from adapter.deps import AppSettings, Backend
-from adapter.responses import json_response
+from adapter.metrics import Metrics, metrics_middleware
+from adapter.responses import json_bytes, json_response
 from adapter.routes import clip, faces, ocr
 from adapter.settings import Settings
 from mt_photos_triton.families import FAMILIES
@@ -55,6 +56,27 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         return json_response({"detail": exc.detail}, status_code=exc.status_code)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"detail": "Internal Server Error"}, status_code=500)
+
+
+def body_limit_middleware(limit: int) -> Callable[[Any], Any]:
+    """Refuse a declared Content-Length over `limit` before any of the body is read (Litestar's own
+    `request_max_body_size` covers chunked bodies, when a handler reads them)."""
+    too_large = json_bytes({"detail": "Request Entity Too Large"})
+
+    def wrap(app: Any) -> Any:
+        async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                declared = dict(scope["headers"]).get(b"content-length", b"")
+                if declared.isdigit() and int(declared) > limit:
+                    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(too_large))]
+                    await send({"type": "http.response.start", "status": 413, "headers": headers})
+                    await send({"type": "http.response.body", "body": too_large})
+                    return
+            await app(scope, receive, send)
+
+        return middleware
+
+    return wrap
 
 
 @get("/", media_type="text/html", include_in_schema=False)
@@ -117,9 +139,24 @@ async def ready(backend: Backend) -> Response[bytes]:
     return json_response(body, status_code=503 if failed else 200)
 
 
+@get("/metrics", include_in_schema=False)
+async def metrics_route(backend: Backend, state: State) -> Response[bytes]:
+    health = backend.health() if isinstance(backend, PooledBackend) else {}
+    body, content_type = state.metrics.render(health)
+    return Response(content=body, media_type=content_type)
+
+
+def default_backend(settings: Settings) -> PooledBackend:
+    servers = [TritonBackend(url, settings.inference_timeout_s) for url in split_urls(settings.triton_url)]
+    return PooledBackend(servers, settings.max_in_flight)
+
+
 def create_app(settings: Settings, backend_factory: BackendFactory | None = None) -> Litestar:
     """The app for `settings`; `backend_factory` replaces the Triton client (unit tests hand in a fake)."""
-    make_backend = backend_factory or (lambda s: TritonBackend(s.triton_url, s.inference_timeout_s))
+    if settings.refuse_default_key and settings.uses_default_key:
+        raise ValueError("API_AUTH_KEY is the public default and REFUSE_DEFAULT_KEY is set: set a key of your own")
+    make_backend = backend_factory or default_backend
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -130,6 +167,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
                 settings.api_auth_key,
             )
         app.state.backend = make_backend(settings)
+        if isinstance(app.state.backend, PooledBackend):
+            app.state.backend.start()
         try:
             yield
         finally:
@@ -146,9 +185,10 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         route_handlers=[check, restart, *ocr.HANDLERS, *faces.HANDLERS, *clip.HANDLERS],
         before_request=require_api_key,
     )
-    return Litestar(
-        route_handlers=[index, live, ready, protected],
-        state=State({"settings": settings}),
+    app = Litestar(
+        route_handlers=[index, live, ready, metrics_route, protected],
+        state=State({"settings": settings, "metrics": metrics}),
+        request_max_body_size=settings.max_body_bytes,
         dependencies={
             "backend": Provide(provide_backend, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
@@ -157,4 +197,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         lifespan=[lifespan],
         logging_config=None,
     )
+    # Around Litestar's whole handler, not per route: 404/405 answers are counted and limited too.
+    app.asgi_handler = metrics_middleware(metrics)(body_limit_middleware(settings.max_body_bytes)(app.asgi_handler))
+    return app
 
