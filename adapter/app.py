@@ -12,13 +12,17 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from adapter.backend import BackendUnavailable, InferenceBackend, PooledBackend, TritonBackend, split_urls
 from adapter.deps import AppSettings, Backend
 from adapter.metrics import Metrics, metrics_middleware
 from adapter.responses import json_bytes, json_response
+from adapter.schemas import CheckBody, PassBody, answers
 from adapter.routes import clip, faces, ocr
 from adapter.settings import Settings
+from mt_photos_triton import __version__
 from mt_photos_triton.families import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ STATUS_PAGE = """<!DOCTYPE html>
 </body>
 </html>"""
 
+API_KEY_SCHEME = "apiKey"
 CHECK_TITLE = "mt-photos-ai服务"
 CHECK_HELP = "https://mtmt.tech/docs/advanced/ocr_api"
 FACIAL_MAX_DISTANCE = 0.5
@@ -53,7 +58,9 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     """Framework errors (404, 405, 413, ...) in the reference's `{"detail": ...}` shape; anything else is a
     logged traceback and a bare 500 (no exception text reaches the client)."""
     if isinstance(exc, HTTPException) and exc.status_code < 500:
-        return json_response({"detail": exc.detail}, status_code=exc.status_code)
+        response = json_response({"detail": exc.detail}, status_code=exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. 405's Allow
+        return response
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"detail": "Internal Server Error"}, status_code=500)
 
@@ -84,7 +91,7 @@ async def index() -> str:
     return STATUS_PAGE
 
 
-@post("/check", status_code=200)
+@post("/check", status_code=200, responses=answers(CheckBody))
 async def check(settings: AppSettings) -> Response[bytes]:
     return json_response(
         {
@@ -100,7 +107,7 @@ async def check(settings: AppSettings) -> Response[bytes]:
     )
 
 
-@post(["/restart", "/restart_v2"], status_code=200)
+@post(["/restart", "/restart_v2"], status_code=200, responses=answers(PassBody))
 async def restart() -> Response[bytes]:
     # Nothing to free: models live in Triton. MT Photos calls this between OCR jobs.
     return json_response({"result": "pass"})
@@ -182,6 +189,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
 
     protected = Router(
         path="/",
+        security=[{API_KEY_SCHEME: []}],
         route_handlers=[check, restart, *ocr.HANDLERS, *faces.HANDLERS, *clip.HANDLERS],
         before_request=require_api_key,
     )
@@ -194,6 +202,16 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
             "settings": Provide(provide_settings, sync_to_thread=False),
         },
         exception_handlers={HTTPException: http_exception_handler, Exception: http_exception_handler},
+        openapi_config=OpenAPIConfig(
+            title="mt-photos-triton",
+            version=__version__,
+            description="The MT Photos AI API (CLIP, OCR, faces) served by Triton Inference Server",
+            components=Components(
+                security_schemes={
+                    API_KEY_SCHEME: SecurityScheme(type="apiKey", name="api-key", security_scheme_in="header")
+                }
+            ),
+        ),
         lifespan=[lifespan],
         logging_config=None,
     )
