@@ -30,7 +30,6 @@ from tests.harness import MODEL_REPOSITORY, ROOT
 KEY = "service-test-key"
 HEADERS = {"api-key": KEY}
 START_TIMEOUT_S = 180.0
-CLIP_MODEL = "ViT-B-32__openai"
 
 
 def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
@@ -60,8 +59,8 @@ def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
     build_tiny(pack / "recognition" / "model.onnx")
     faces_export.export(repository=target, model="buffalo_l", source=str(pack), force=False)
 
-    clip_dir = write_immich_layout(work / CLIP_MODEL, StandInSpec(image_size=32, patch_size=8, embed_dim=16))
-    clip_export.export(repository=target, model=CLIP_MODEL, source=str(clip_dir), force=False)
+    clip_dir = write_immich_layout(work / "clip", StandInSpec(image_size=32, patch_size=8, embed_dim=16))
+    clip_export.export(repository=target, model=None, source=str(clip_dir), force=False)
     return target
 
 
