@@ -31,10 +31,13 @@ def probe(data: bytes) -> ImageInfo:
     """Format and size from the header alone; PipelineError when the bytes are no acceptable image."""
     if not data:
         raise PipelineError(INVALID_IMAGE, "empty file")
+    Image.init()
+    # Pillow raises KeyError for a name it has no opener for (Pillow >= 12 opens MPO through its JPEG opener)
+    openers = sorted(f for f in ALLOWED_FORMATS if f in Image.OPEN)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS)) as image:
+            with Image.open(io.BytesIO(data), formats=openers) as image:
                 info = ImageInfo(str(image.format), *image.size)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise PipelineError(IMAGE_TOO_LARGE, "decompression bomb") from error
