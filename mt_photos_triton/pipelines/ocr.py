@@ -353,3 +353,31 @@ def select_texts(
         np.array([recognised[i][1] for i in keep], dtype=np.float32),
         boxes[keep].astype(np.float32),
     )
+
+
+def collect_recognition(
+    batches: Sequence[RecognitionBatch], outputs: Sequence[NDArray[np.float32]], decoder: CTCDecoder
+) -> list[tuple[str, float]]:
+    """(text, score) per crop, in crop order, from the recogniser's output for each batch."""
+    count = sum(len(batch.indices) for batch in batches)
+    recognised: list[tuple[str, float]] = [("", 0.0)] * count
+    for batch, probabilities in zip(batches, outputs):
+        for index, result in zip(batch.indices, decoder(probabilities)):
+            recognised[index] = result
+    return recognised
+
+
+def pad_results(results: Sequence[OcrResult]) -> dict[str, NDArray]:
+    """The `ocr` model's outputs for one request of len(results) images: padded to the largest count."""
+    width = max((len(r.texts) for r in results), default=0)
+    texts = np.full((len(results), width), b"", dtype=np.object_)
+    scores = np.zeros((len(results), width), dtype=np.float32)
+    boxes = np.zeros((len(results), width, 4, 2), dtype=np.float32)
+    count = np.zeros((len(results), 1), dtype=np.int32)
+    for row, result in enumerate(results):
+        n = len(result.texts)
+        texts[row, :n] = [text.encode("utf-8") for text in result.texts]
+        scores[row, :n] = result.scores
+        boxes[row, :n] = result.boxes
+        count[row, 0] = n
+    return {"texts": texts, "scores": scores, "boxes": boxes, "count": count}
