@@ -6,7 +6,8 @@ Sources, in order, when `--from` is not given:
 2. RapidOCR's published ONNX files (the URLs and sha256 that rapidocr 3.10.0 pins);
 3. `--from DIR|ZIP|WHEEL|URL`: a directory holding `det*.onnx`, `rec*.onnx` and the dictionary.
 Every file taken must match a pinned sha256. The graphs get meaningful tensor names (`image` →
-`probability` / `probabilities`); their batch and spatial axes are already dynamic.
+`probability`, and the recogniser's class probabilities reduced in the graph to `classes` + `confidences`);
+their batch and spatial axes are already dynamic.
 """
 
 from __future__ import annotations
@@ -319,6 +320,31 @@ def renamed_graph(path: Path, inputs: dict[str, str], outputs: dict[str, str], d
     return graph_model
 
 
+def with_best_class(graph_model: onnx.ModelProto) -> onnx.ModelProto:
+    """The recogniser with its [N,T,C] `probabilities` replaced by what greedy CTC needs: `classes` (ArgMax,
+    first maximum as numpy's argmax) and `confidences` (ReduceMax), [N,T] each. The same numbers, 18385
+    times fewer bytes to move between processes per step."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = graph_model.graph
+    graph.node.extend(
+        [
+            helper.make_node("ArgMax", ["probabilities"], ["classes"], axis=2, keepdims=0, select_last_index=0),
+            helper.make_node("ReduceMax", ["probabilities"], ["confidences"], axes=[2], keepdims=0),
+        ]
+    )
+    del graph.output[:]
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("classes", TensorProto.INT64, ["batch", "steps"]),
+            helper.make_tensor_value_info("confidences", TensorProto.FLOAT, ["batch", "steps"]),
+        ]
+    )
+    onnx.checker.check_model(graph_model)
+    return graph_model
+
+
 def dictionary_lines(sources: Sources) -> bytes:
     """The dictionary file's bytes, or the rec model's `character` metadata written as one."""
     if sources.dictionary is not None:
@@ -349,6 +375,7 @@ def write_repository(repository: Path, model: str, sources: Sources) -> None:
     if [i.name for i in det_graph.input] != ["image"] or [o.name for o in rec_graph.output] != ["probabilities"]:
         raise ExportError("unexpected PP-OCR graph interface: expected one input 'x' and one output per model")
     classes = rec_graph.output[0].type.tensor_type.shape.dim[2].dim_value
+    rec = with_best_class(rec)
     dictionary = dictionary_lines(sources)
     lines = dictionary.decode("utf-8").split("\n")
     entries = len(lines) - (lines[-1] == "")
@@ -414,7 +441,8 @@ name: "{REC_MODEL}"
 backend: "onnxruntime"
 max_batch_size: {REC_MAX_BATCH}
 input {{ name: "image" data_type: TYPE_FP32 dims: [3, 48, -1] }}
-output {{ name: "probabilities" data_type: TYPE_FP32 dims: [-1, -1] }}
+output {{ name: "classes" data_type: TYPE_INT64 dims: [-1] }}
+output {{ name: "confidences" data_type: TYPE_FP32 dims: [-1] }}
 dynamic_batching {{ }}
 instance_group {{ count: 1 kind: KIND_CPU }}
 """,
@@ -458,7 +486,7 @@ def check_exported(repository: Path) -> None:
     texts = [
         text
         for batch in pipeline.recognition_batches(crops, params)
-        for text, _ in decoder(rec.run(["probabilities"], {"image": batch.pixels})[0])
+        for text, _ in decoder(*rec.run(["classes", "confidences"], {"image": batch.pixels}))
     ]
     if "".join(texts).replace(" ", "") != "MTPHOTOS2026":
         raise ExportError(f"the exported models read {texts!r} on a test image instead of 'MT PHOTOS 2026'")

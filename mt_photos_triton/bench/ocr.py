@@ -130,8 +130,8 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
         batches = timed("recogniser input", lambda: ocr.recognition_batches(crops, params))
         for batch in batches:
             shape = tuple(batch.pixels.shape[i] for i in (0, 3))
-            output = timed(f"ocr_rec batch x width {shape}", lambda: rec.run(["probabilities"], {"image": batch.pixels})[0])
-            timed("CTC decode", lambda: decoder(output))
+            output = timed(f"ocr_rec batch x width {shape}", lambda: rec.run(["classes", "confidences"], {"image": batch.pixels}))
+            timed("CTC decode", lambda: decoder(*output))
     return [(stage, statistics.median(values) * len(values) / repeats) for stage, values in samples.items()]
 
 

@@ -323,19 +323,23 @@ class CTCDecoder:
             lines.pop()
         return cls([line.strip("\r\n") for line in lines])
 
-    def __call__(self, probabilities: NDArray[np.float32]) -> list[tuple[str, float]]:
-        """[n,T,C] class probabilities → (text, score) per row."""
-        best = probabilities.argmax(axis=2)
-        best_p = np.take_along_axis(probabilities, best[:, :, None], axis=2)[:, :, 0]  # = max, one pass fewer
+    def __call__(self, classes: NDArray[np.int64], confidences: NDArray[np.float32]) -> list[tuple[str, float]]:
+        """Best class and its probability per step ([n,T] each; the exported recogniser computes them in its
+        graph) → (text, score) per row."""
         results = []
-        for indices, probs in zip(best, best_p):
+        for indices, probs in zip(classes, confidences):
             keep = np.ones(len(indices), dtype=bool)
             keep[1:] = indices[1:] != indices[:-1]
             keep &= indices != self.BLANK
-            confidences = [round(p, SCORE_DECIMALS) for p in probs[keep].tolist()] or [0]
+            confidence = [round(p, SCORE_DECIMALS) for p in probs[keep].tolist()] or [0]
             text = "".join(self.characters[i] for i in indices[keep])
-            results.append((text, float(np.mean(confidences).round(SCORE_DECIMALS))))
+            results.append((text, float(np.mean(confidence).round(SCORE_DECIMALS))))
         return results
+
+    def from_probabilities(self, probabilities: NDArray[np.float32]) -> list[tuple[str, float]]:
+        """The same from full [n,T,C] class probabilities (a recogniser graph as published)."""
+        best = probabilities.argmax(axis=2)
+        return self(best, np.take_along_axis(probabilities, best[:, :, None], axis=2)[:, :, 0])
 
 
 @dataclass(frozen=True)
@@ -364,14 +368,17 @@ def select_texts(
     )
 
 
+RecognizerOutput = tuple[NDArray[np.int64], NDArray[np.float32]]  # (classes, confidences), [n,T] each
+
+
 def collect_recognition(
-    batches: Sequence[RecognitionBatch], outputs: Sequence[NDArray[np.float32]], decoder: CTCDecoder
+    batches: Sequence[RecognitionBatch], outputs: Sequence[RecognizerOutput], decoder: CTCDecoder
 ) -> list[tuple[str, float]]:
     """(text, score) per crop, in crop order, from the recogniser's output for each batch."""
     count = sum(len(batch.indices) for batch in batches)
     recognised: list[tuple[str, float]] = [("", 0.0)] * count
-    for batch, probabilities in zip(batches, outputs):
-        for index, result in zip(batch.indices, decoder(probabilities)):
+    for batch, (classes, confidences) in zip(batches, outputs):
+        for index, result in zip(batch.indices, decoder(classes, confidences)):
             recognised[index] = result
     return recognised
 
@@ -390,3 +397,30 @@ def pad_results(results: Sequence[OcrResult]) -> dict[str, NDArray]:
         boxes[row, :n] = result.boxes
         count[row, 0] = n
     return {"texts": texts, "scores": scores, "boxes": boxes, "count": count}
+
+
+@dataclass
+class OcrJob:
+    """One image through the pipeline's stages; the model runs between stages are the caller's (Triton BLS),
+    so that the stages of many images can be interleaved and their model calls batched together."""
+
+    image: Image.Image
+    detector_input: NDArray[np.float32] | None  # [3,H,W]; None when the image is too small to read
+    boxes: NDArray[np.float32] | None = None
+    batches: list[RecognitionBatch] | None = None
+
+    @classmethod
+    def start(cls, data: bytes, params: OcrParameters) -> OcrJob:
+        image = decode_image(data)
+        return cls(image, None if too_small(image, params) else detection_input(image, params))
+
+    def detected(self, probability: NDArray[np.float32], postprocess: DBPostProcess, params: OcrParameters) -> None:
+        """Boxes from the detector's [1,H,W] output, then the recogniser batches of their crops."""
+        boxes, _ = postprocess(probability[0], self.image.width, self.image.height)
+        self.boxes = boxes[reading_order(boxes)]
+        self.batches = recognition_batches(crop_lines(self.image, self.boxes), params)
+
+    def result(self, outputs: Sequence[RecognizerOutput], decoder: CTCDecoder, params: OcrParameters) -> OcrResult:
+        if self.boxes is None or not self.batches:
+            return OcrResult.empty()
+        return select_texts(self.boxes, collect_recognition(self.batches, outputs, decoder), params)

@@ -135,3 +135,18 @@ def test_from_url_downloads_the_archive_and_checks_the_files_inside(tmp_path: Pa
     result = ocr_export.export(tmp_path / "repo", None, "https://mirror.example/ppocrv5.zip", force=False)
     assert urls == ["https://mirror.example/ppocrv5.zip"]
     assert result.written == ["ocr_det", "ocr_rec", "ocr"]
+
+
+def test_exported_recogniser_gives_the_best_class_of_the_original(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    models = package_models()
+    ocr_export.export(tmp_path, None, None, force=False)
+    original = ort.InferenceSession(str(models / "rec" / "rec.onnx"), providers=["CPUExecutionProvider"])
+    exported = ort.InferenceSession(str(tmp_path / "ocr_rec" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    pixels = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 200)).astype(np.float32)
+    probabilities = original.run(None, {"x": pixels})[0]
+    classes, confidences = exported.run(["classes", "confidences"], {"image": pixels})
+    np.testing.assert_array_equal(classes, probabilities.argmax(axis=2))
+    np.testing.assert_array_equal(confidences, probabilities.max(axis=2))

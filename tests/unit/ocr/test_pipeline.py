@@ -105,11 +105,11 @@ def test_ctc_decoder_merges_repeats_drops_blanks_and_averages_kept_steps() -> No
     probs = np.full((1, len(steps), 5), 0.01, dtype=np.float32)
     for t, cls in enumerate(steps):
         probs[0, t, cls] = 0.9 - 0.1 * (t % 2)
-    [(text, score)] = decoder(probs)
+    [(text, score)] = decoder.from_probabilities(probs)
     assert text == "aab c"
     # kept steps 0, 3, 4, 5, 6 (not the repeat at 1, nor the blank at 2): 0.9, 0.8, 0.9, 0.8, 0.9
     assert score == pytest.approx(0.86, abs=1e-5)
-    assert decoder(np.zeros((1, 3, 5), dtype=np.float32)) == [("", 0.0)]
+    assert decoder.from_probabilities(np.zeros((1, 3, 5), dtype=np.float32)) == [("", 0.0)]
 
 
 def test_select_texts_keeps_scores_above_threshold_sorted_by_top_left_y() -> None:
