@@ -108,6 +108,8 @@ PIPELINE_PARAMETERS = {
     "rec_batch_size": 6,
     "text_score_threshold": 0.9,
 }
+# the BLS model sends all its calls of a stage at once; a short wait lets the batcher take them together
+QUEUE_DELAY_US = 2000
 DET_MAX_BATCH = 8
 REC_MAX_BATCH = 64
 OCR_MAX_BATCH = 8
@@ -433,7 +435,7 @@ backend: "onnxruntime"
 max_batch_size: {DET_MAX_BATCH}
 input {{ name: "image" data_type: TYPE_FP32 dims: [3, -1, -1] }}
 output {{ name: "probability" data_type: TYPE_FP32 dims: [1, -1, -1] }}
-dynamic_batching {{ }}
+dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}
 instance_group {{ count: 1 kind: KIND_CPU }}
 """,
     REC_MODEL: f"""
@@ -443,7 +445,7 @@ max_batch_size: {REC_MAX_BATCH}
 input {{ name: "image" data_type: TYPE_FP32 dims: [3, 48, -1] }}
 output {{ name: "classes" data_type: TYPE_INT64 dims: [-1] }}
 output {{ name: "confidences" data_type: TYPE_FP32 dims: [-1] }}
-dynamic_batching {{ }}
+dynamic_batching {{ max_queue_delay_microseconds: {QUEUE_DELAY_US} }}
 instance_group {{ count: 1 kind: KIND_CPU }}
 """,
     ENTRY_MODEL: f"""
