@@ -1,0 +1,208 @@
+"""The reference OCR pipeline, in process: RapidOCR (PyPI `rapidocr==3.10.0`) configured as immich-ml v2.5.6
+configures it, on the same ONNX files, plus mt-photos-ml's `/ocr` formatting.
+
+Used by the parity tests and `mt-photos-triton bench ocr` only (needs the `reference` extra). The immich
+parts that are not RapidOCR classes (detector resize/normalise, reading order, perspective crops) follow
+immich `machine-learning/immich_ml/models/ocr/detection.py` and `recognition.py`; thresholds are immich's
+constants, deliberately written here once more and NOT read from our configs, so that a wrong exported
+parameter shows up as a parity failure.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+# immich-ml v2.5.6 / mt-photos-ml constants
+MAX_RESOLUTION = 736
+DB_THRESH = 0.3
+DB_BOX_THRESH = 0.5
+DB_MAX_CANDIDATES = 1000
+DB_UNCLIP_RATIO = 1.6
+REC_BATCH_NUM = 6
+REC_IMG_SHAPE = (3, 48, 320)
+MIN_TEXT_SCORE = 0.9
+MIN_SIDE = 32
+
+
+@dataclass(frozen=True)
+class ReferenceLine:
+    text: str
+    score: float  # float64, 5 decimals, as RapidOCR returns it
+    box: list[list[float]]  # [[x,y] x4] tl, tr, br, bl as mt-photos-ml rebuilds them
+
+
+class _OcrOptions(dict):  # type: ignore[type-arg]
+    """immich's OcrOptions: a dict RapidOCR also reads attributes from."""
+
+    def __init__(self, **options: Any) -> None:
+        from rapidocr.utils.typings import EngineType, LangRec
+
+        super().__init__(**options)
+        self.engine_type = EngineType.ONNXRUNTIME
+        self.lang_type = LangRec.CH
+        self.font_path = None
+
+
+def _session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class ReferenceOcr:
+    """immich's TextDetector + TextRecognizer on `det`/`rec` with `dictionary`; call with a PIL RGB image."""
+
+    def __init__(self, det: Path, rec: Path, dictionary: Path, threads: int | None = None) -> None:
+        from rapidocr.ch_ppocr_det.utils import DBPostProcess
+        from rapidocr.ch_ppocr_rec import TextRecognizer
+        from rapidocr.utils.vis_res import VisRes
+
+        # immich does the same: RapidOCR's result object would otherwise load a font for drawing
+        VisRes.__init__ = lambda self, **kwargs: None  # type: ignore[method-assign]
+        self.det_session = _session(det, threads)
+        self.postprocess = DBPostProcess(
+            thresh=DB_THRESH,
+            box_thresh=DB_BOX_THRESH,
+            max_candidates=DB_MAX_CANDIDATES,
+            unclip_ratio=DB_UNCLIP_RATIO,
+            use_dilation=True,
+            score_mode="fast",
+        )
+        self.recognizer = TextRecognizer(
+            _OcrOptions(
+                session=_session(rec, threads),
+                rec_batch_num=REC_BATCH_NUM,
+                rec_img_shape=REC_IMG_SHAPE,
+                rec_keys_path=str(dictionary),
+            )
+        )
+
+    def detect(self, image: Image.Image) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        w, h = image.size
+        if w < MIN_SIDE or h < MIN_SIDE:
+            return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
+        out = self.det_session.run(None, {self.det_session.get_inputs()[0].name: self._transform(image)})[0]
+        boxes, scores = self.postprocess(out, (h, w))
+        if len(boxes) == 0:
+            return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
+        return self._sorted_boxes(boxes), np.array(scores, dtype=np.float32)
+
+    def __call__(self, image: Image.Image) -> list[ReferenceLine]:
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        boxes, _ = self.detect(image)
+        if len(boxes) == 0:
+            return []
+        rec = self.recognizer(TextRecInput(img=self._crops(image, boxes)))
+        if rec.txts is None:
+            return []
+        scores = np.array(rec.scores)
+        keep = scores > MIN_TEXT_SCORE
+        # immich normalises the boxes by the image size; mt-photos-ml multiplies them back
+        norm = boxes.copy()
+        norm[:, :, 0] /= image.width
+        norm[:, :, 1] /= image.height
+        lines = [
+            ReferenceLine(
+                rec.txts[i],
+                float(scores[i]),
+                [[float(norm[i][j][0] * image.width), float(norm[i][j][1] * image.height)] for j in range(4)],
+            )
+            for i in range(len(rec.txts))
+            if keep[i]
+        ]
+        lines.sort(key=lambda line: line.box[0][1])
+        return lines
+
+    def _transform(self, img: Image.Image) -> NDArray[np.float32]:
+        import cv2
+
+        ratio = MAX_RESOLUTION / img.height if img.height < img.width else MAX_RESOLUTION / img.width
+        ratio = min(ratio, 1.0)
+        resize_h = int(round(int(img.height * ratio) / 32) * 32)
+        resize_w = int(round(int(img.width * ratio) / 32) * 32)
+        resized = img.resize((resize_w, resize_h), resample=Image.Resampling.LANCZOS)
+        pixels = cv2.cvtColor(np.array(resized, dtype=np.float32), cv2.COLOR_RGB2BGR)
+        pixels -= np.array([0.5, 0.5, 0.5], dtype=np.float32)
+        pixels *= np.float32(1.0) / (np.array([0.5, 0.5, 0.5], dtype=np.float32) * 255.0)
+        return np.expand_dims(np.transpose(pixels, (2, 0, 1)), axis=0)
+
+    @staticmethod
+    def _sorted_boxes(boxes: NDArray[Any]) -> NDArray[np.float32]:
+        boxes = np.asarray(boxes, dtype=np.float32)
+        y_order = np.argsort(boxes[:, 0, 1], kind="stable")
+        sorted_y = boxes[y_order, 0, 1]
+        line_ids = np.empty(len(boxes), dtype=np.int32)
+        line_ids[0] = 0
+        np.cumsum(np.abs(np.diff(sorted_y)) >= 10, out=line_ids[1:])
+        # immich indexes line_ids by y_order a second time; kept, it decides the order of equal-y boxes
+        sort_key = line_ids[y_order] * 1e6 + boxes[y_order, 0, 0]
+        return boxes[y_order[np.argsort(sort_key, kind="stable")]]
+
+    @staticmethod
+    def _crops(img: Image.Image, boxes: NDArray[np.float32]) -> list[NDArray[np.uint8]]:
+        widths = np.maximum(
+            np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1), np.linalg.norm(boxes[:, 2] - boxes[:, 3], axis=1)
+        ).astype(np.int32)
+        heights = np.maximum(
+            np.linalg.norm(boxes[:, 0] - boxes[:, 3], axis=1), np.linalg.norm(boxes[:, 1] - boxes[:, 2], axis=1)
+        ).astype(np.int32)
+        src = np.zeros((len(boxes), 4, 2), dtype=np.float32)
+        src[:, 1:3, 0] = widths[:, None]
+        src[:, 2:4, 1] = heights[:, None]
+        x, y = src[:, :, 0], src[:, :, 1]
+        u, v = boxes[:, :, 0], boxes[:, :, 1]
+        a = np.zeros((len(boxes), 8, 9), dtype=np.float32)
+        a[:, ::2, 0], a[:, ::2, 1], a[:, ::2, 2] = x, y, 1
+        a[:, ::2, 6], a[:, ::2, 7], a[:, ::2, 8] = -u * x, -u * y, -u
+        a[:, 1::2, 3], a[:, 1::2, 4], a[:, 1::2, 5] = x, y, 1
+        a[:, 1::2, 6], a[:, 1::2, 7], a[:, 1::2, 8] = -v * x, -v * y, -v
+        _, _, vt = np.linalg.svd(a)
+        h = vt[:, -1, :].reshape(len(boxes), 3, 3)
+        h = h / h[:, 2:3, 2:3]
+        coeffs = np.column_stack([h[:, 0, 0], h[:, 0, 1], h[:, 0, 2], h[:, 1, 0], h[:, 1, 1], h[:, 1, 2], h[:, 2, 0], h[:, 2, 1]])
+        crops = []
+        for c, size in zip(coeffs, np.stack([widths, heights], axis=1)):
+            crop = img.transform(
+                size=tuple(size), method=Image.Transform.PERSPECTIVE, data=tuple(c), resample=Image.Resampling.BICUBIC
+            )
+            if crop.height * 1.0 / crop.width >= 1.5:
+                crop = crop.rotate(90, expand=True)
+            crops.append(np.asarray(crop)[:, :, ::-1])
+        return crops
+
+
+def reference_decode(data: bytes) -> Image.Image:
+    """mt-photos-ml's /ocr decode: Pillow, no EXIF orientation, alpha dropped."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def reference_body(lines: list[ReferenceLine]) -> dict[str, Any]:
+    """mt-photos-ml's `trans_ocr_result` on the lines."""
+    return {
+        "result": {
+            "texts": [line.text for line in lines],
+            "scores": [f"{line.score:.2f}" for line in lines],
+            "boxes": [
+                {
+                    "x": str(round(line.box[0][0], 2)),
+                    "y": str(round(line.box[0][1], 2)),
+                    "width": str(round(line.box[1][0] - line.box[0][0], 2)),
+                    "height": str(round(line.box[2][1] - line.box[0][1], 2)),
+                }
+                for line in lines
+            ],
+        }
+    }

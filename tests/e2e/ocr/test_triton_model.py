@@ -1,0 +1,81 @@
+"""The `ocr` model as a direct Triton client sees it: batches, padding, empty outputs, per-request errors."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from tests.harness import TritonHarness
+from tests.ocr_support import infer_ocr
+
+pytestmark = pytest.mark.e2e
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def texts_of(outputs: dict[str, np.ndarray], row: int) -> list[str]:
+    count = int(outputs["count"][row, 0])
+    return [t.decode() for t in outputs["texts"][row, :count]]
+
+
+def test_one_request_with_several_images_is_padded_with_counts(ocr_triton: TritonHarness, fixtures: Path) -> None:
+    folder = fixtures / "images" / "ocr"
+    images = [(folder / "en.jpg").read_bytes(), (folder / "text_rec.jpg").read_bytes(), png(Image.new("RGB", (20, 20)))]
+    client = ocr_triton.client()
+    try:
+        outputs = infer_ocr(client, images)
+    finally:
+        client.close()
+    assert outputs["count"].ravel().tolist() == [5, 1, 0]
+    assert outputs["texts"].shape == (3, 5)
+    assert outputs["scores"].shape == (3, 5) and outputs["scores"].dtype == np.float32
+    assert outputs["boxes"].shape == (3, 5, 4, 2) and outputs["boxes"].dtype == np.float32
+    assert texts_of(outputs, 0)[0] == "MovieShots Dataset"
+    assert texts_of(outputs, 1) == ["韩国小馆"]
+    assert not outputs["boxes"][1, 1:].any() and not outputs["boxes"][2].any()
+
+
+def test_no_text_gives_empty_outputs_of_the_right_shape(ocr_triton: TritonHarness) -> None:
+    client = ocr_triton.client()
+    try:
+        outputs = infer_ocr(client, [png(Image.new("RGB", (200, 100), "white"))])
+    finally:
+        client.close()
+    assert outputs["count"].tolist() == [[0]]
+    assert outputs["texts"].shape == (1, 0)
+    assert outputs["boxes"].shape == (1, 0, 4, 2)
+
+
+def test_concurrent_requests_each_get_their_own_answer_or_error(ocr_triton: TritonHarness, fixtures: Path) -> None:
+    """Sent together, the requests share executes (dynamic batching); the bad one fails alone."""
+    folder = fixtures / "images" / "ocr"
+    uploads = [(folder / "text_rec.jpg").read_bytes(), b"not an image", (folder / "test_without_det.jpg").read_bytes()] * 3
+
+    def call(data: bytes) -> list[str] | str:
+        client = ocr_triton.client()
+        try:
+            return texts_of(infer_ocr(client, [data]), 0)
+        except InferenceServerException as error:
+            return str(error.message())
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        answers = list(pool.map(call, uploads))
+    for index, answer in enumerate(answers):
+        if index % 3 == 0:
+            assert answer == ["韩国小馆"]
+        elif index % 3 == 1:
+            assert isinstance(answer, str) and "invalid_image: " in answer
+        else:
+            assert answer == ["在中国作家协会第三届儿童文学"]

