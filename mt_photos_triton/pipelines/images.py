@@ -34,7 +34,7 @@ def probe(data: bytes) -> ImageInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS)) as image:
+            with Image.open(io.BytesIO(data), formats=_openers()) as image:
                 info = ImageInfo(str(image.format), *image.size)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise PipelineError(IMAGE_TOO_LARGE, "decompression bomb") from error
@@ -42,6 +42,13 @@ def probe(data: bytes) -> ImageInfo:
         raise PipelineError(INVALID_IMAGE, f"unreadable header ({type(error).__name__})") from error
     check_size(info.width, info.height)
     return info
+
+
+def _openers() -> list[str]:
+    """The allowed formats Pillow has openers for: MPO files open through the JPEG opener (and report "MPO"),
+    and naming an unregistered format makes Image.open raise KeyError for every non-JPEG image."""
+    Image.init()
+    return sorted(ALLOWED_FORMATS & Image.OPEN.keys())
 
 
 def check_size(width: int, height: int) -> None:
