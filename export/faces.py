@@ -68,6 +68,7 @@ BATCH_CHECK_ATOL = 1e-4
 SELF_CHECK_BOX_PX = 0.5
 SELF_CHECK_SCORE = 1e-4
 SELF_CHECK_COSINE = 0.9999
+SELF_CHECK_MIN_SCORE = 0.5
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,40 @@ def _batch_first_transpose(graph: Any, reshape: Any, path: Path) -> None:
         raise ExportError(f"{path}: Transpose {transpose.name} {list(perm.ints)} before a map is not understood")
 
 
+def _resize_by_scales(model: Any, info: DetectorInfo) -> None:
+    """Resize nodes given constant output `sizes` [1, C, H, W] (files exported at a fixed 640 with batch 1)
+    would broadcast image 0's upsampled features onto every image: give them the equivalent `scales`."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    resizes = [n for n in graph.node if n.op_type == "Resize" and len(n.input) == 4 and n.input[3]]
+    if not resizes:
+        return
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    size = DETECTOR_INPUT_SIZE
+    _set_shape(next(i for i in probe.graph.input if i.name == info.source_input), [1, 3, size, size])
+    inferred = onnx.shape_inference.infer_shapes(probe)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*inferred.graph.value_info, *inferred.graph.input]
+    }
+    for node in resizes:
+        sizes = _constant_value(graph, node.input[3])
+        if sizes is None:
+            continue  # computed from the input's shape: it follows the batch already
+        source = shapes.get(node.input[0], [])
+        if len(source) != len(sizes) or not all(source):
+            raise ExportError(f"Resize {node.name}: output sizes are not a constant over a known shape")
+        scales = (np.asarray(sizes, np.float64) / np.asarray(source, np.float64)).astype(np.float32)
+        name = f"{node.name or node.output[0]}__scales"
+        graph.initializer.append(numpy_helper.from_array(scales, name))
+        del node.input[3]
+        node.input[2] = name
+
+
 def _constant_value(graph: Any, name: str) -> Any:
     from onnx import numpy_helper
 
@@ -316,6 +351,7 @@ def batch_detector(path: Path, info: DetectorInfo) -> Any:
             raise ExportError(f"{path}: Reshape {reshape.name} to {current} cannot be given a batch axis")
         _point_reshape_to(graph, reshape, target)
         _batch_first_transpose(graph, reshape, path)
+    _resize_by_scales(model, info)
     renames = {old: new for new, old in info.source_outputs.items()}
     renames[info.source_input] = "image"
     _rename_all(graph, renames)
@@ -603,14 +639,15 @@ def self_check(repository: Path, detection: Path, recognition: Path) -> str:
     import numpy as np
 
     image = self_check_image()
-    ours = run_exported(repository, [image], [0.5])[0]
-    boxes, scores, embeddings = reference_represent(detection, recognition, image, 0.5)
+    ours = run_exported(repository, [image], [SELF_CHECK_MIN_SCORE])[0]
+    reference = reference_represent(detection, recognition, [image], SELF_CHECK_MIN_SCORE)[0]
+    scores = reference.scores
     if len(ours.faces) != len(scores):
         raise ExportError(f"self-check: {len(ours.faces)} faces found, insightface finds {len(scores)}")
     if len(scores):
-        box_gap = float(np.abs(ours.faces.boxes - boxes).max())
+        box_gap = float(np.abs(ours.faces.boxes - reference.boxes).max())
         score_gap = float(np.abs(ours.faces.scores - scores).max())
-        cosine = float(min(cosine_similarity(a, b) for a, b in zip(ours.embeddings, embeddings)))
+        cosine = float(min(cosine_similarity(a, b) for a, b in zip(ours.embeddings, reference.embeddings)))
         if box_gap > SELF_CHECK_BOX_PX or score_gap > SELF_CHECK_SCORE or cosine < SELF_CHECK_COSINE:
             raise ExportError(f"self-check failed: box {box_gap:g} px, score {score_gap:g}, cosine {cosine:.6f}")
         return f"self-check vs insightface: {len(scores)} faces, box ≤ {box_gap:.2g} px, score ≤ {score_gap:.2g}, cosine ≥ {cosine:.6f}"
@@ -667,17 +704,38 @@ def run_exported(repository: Path, images: list[Any], min_scores: list[float]) -
     return represent(images, min_scores, detector, recognizer, detect, embed)
 
 
-def reference_represent(detection: Path, recognition: Path, image: Any, min_score: float) -> tuple[Any, Any, Any]:
-    """insightface on the original files: SCRFD at 640 + norm_crop + ArcFaceONNX, one face at a time."""
+@dataclass
+class ReferenceFaces:
+    boxes: Any  # [N,4] float32
+    scores: Any  # [N]
+    landmarks: Any  # [N,5,2]
+    crops: Any  # [N,112,112,3] uint8 from norm_crop
+    embeddings: Any  # [N,D]
+
+
+def reference_represent(detection: Path, recognition: Path, images: list[Any], min_score: float) -> list[ReferenceFaces]:
+    """insightface on the original files, one image and one face at a time: SCRFD at 640 (as the reference
+    service prepares it), face_align.norm_crop, ArcFaceONNX.get_feat."""
+    import warnings
+
     import numpy as np
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
     from insightface.model_zoo.scrfd import SCRFD
     from insightface.utils import face_align
 
+    size = (DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE)
     detector = SCRFD(str(detection))
-    detector.prepare(-1, input_size=(DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE), det_thresh=min_score)
-    found, landmarks = detector.detect(image, input_size=(DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE))
+    detector.prepare(-1, input_size=size, det_thresh=min_score, nms_thresh=NMS_IOU_THRESHOLD)
     recognizer = ArcFaceONNX(str(recognition))
     recognizer.prepare(-1)
-    embeddings = [recognizer.get_feat(face_align.norm_crop(image, kps)).ravel() for kps in landmarks]
-    return found[:, :4], found[:, 4], np.array(embeddings, np.float32)
+    results = []
+    for image in images:
+        found, landmarks = detector.detect(image, input_size=size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # skimage's estimate(), called by norm_crop
+            crops = np.array([face_align.norm_crop(image, kps) for kps in landmarks], np.uint8)
+        crops = crops.reshape(-1, ALIGNED_SIZE, ALIGNED_SIZE, 3)
+        embeddings = [recognizer.get_feat(crop).ravel() for crop in crops]
+        vectors = np.array(embeddings, np.float32) if embeddings else np.zeros((0, 0), np.float32)
+        results.append(ReferenceFaces(found[:, :4], found[:, 4], landmarks, crops, vectors))
+    return results
