@@ -60,6 +60,9 @@ DETECTOR_MAX_BATCH = 8
 RECOGNIZER_MAX_BATCH = 64
 ENTRY_MAX_BATCH = 8
 ENTRY_QUEUE_DELAY_US = 500
+# instances per model: two let one image's recognition overlap the next one's detection (and two executes of
+# the same model run side by side on multi-core CPUs); Triton places them on each GPU when there is one
+MODEL_INSTANCES = 2
 # insightface model_zoo/scrfd.py: the output count tells strides, anchors per position and keypoints
 SCRFD_LAYOUTS = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}
 MAP_WIDTHS = {1: "score", 4: "bbox", 10: "kps"}
@@ -450,6 +453,7 @@ def detector_config(info: DetectorInfo) -> Any:
 
     config = ModelConfig(name=DETECTOR_MODEL, backend="onnxruntime", max_batch_size=DETECTOR_MAX_BATCH)
     config.dynamic_batching.SetInParent()
+    config.instance_group.add(count=MODEL_INSTANCES)
     size = DETECTOR_INPUT_SIZE
     config.input.add(name="image", data_type=pb.TYPE_FP32, dims=[3, size, size])
     for kind, width in (("score", 1), ("bbox", 4), ("kps", 10)):
@@ -477,6 +481,7 @@ def recognizer_config(info: RecognizerInfo) -> Any:
 
     config = ModelConfig(name=RECOGNIZER_MODEL, backend="onnxruntime", max_batch_size=RECOGNIZER_MAX_BATCH)
     config.dynamic_batching.SetInParent()
+    config.instance_group.add(count=MODEL_INSTANCES)
     config.input.add(name="image", data_type=pb.TYPE_FP32, dims=[3, ALIGNED_SIZE, ALIGNED_SIZE])
     config.output.add(name="embedding", data_type=pb.TYPE_FP32, dims=[info.embedding_size])
     set_parameters(config, {FAMILY_PARAMETER: FAMILY, **recognizer_parameters(info)})
@@ -501,7 +506,7 @@ def entry_config(detector: DetectorInfo, recognizer: RecognizerInfo) -> Any:
     config.output.add(name="landmarks", data_type=pb.TYPE_FP32, dims=[-1, 5, 2])
     config.output.add(name="embeddings", data_type=pb.TYPE_FP32, dims=[-1, -1])
     config.output.add(name="count", data_type=pb.TYPE_INT32, dims=[1])
-    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=2)
+    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=MODEL_INSTANCES)
     parameters: dict[str, object] = {
         FAMILY_PARAMETER: FAMILY,
         BLS_MODELS_PARAMETER: f"{DETECTOR_MODEL},{RECOGNIZER_MODEL}",
