@@ -84,15 +84,18 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
     expanded. A GIF (which the reference's OpenCV refuses) gives its first frame (fix). The header check
     (size limits, allowed formats) runs first, so nothing oversized is ever decoded."""
     info = probe(data)
-    if info.format == "GIF":
-        with Image.open(io.BytesIO(data)) as gif:
-            gif.seek(0)
-            rgb = np.asarray(gif.convert("RGB"))
-        image = np.ascontiguousarray(rgb[:, :, ::-1])
-    else:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise PipelineError(INVALID_IMAGE, f"OpenCV cannot decode this {info.format}")
+    try:
+        if info.format == "GIF":
+            with Image.open(io.BytesIO(data)) as gif:
+                gif.seek(0)
+                rgb = np.asarray(gif.convert("RGB"))
+            image = np.ascontiguousarray(rgb[:, :, ::-1])
+        else:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except Exception as error:  # noqa: BLE001 - decoders raise many types on corrupt bodies
+        raise PipelineError(INVALID_IMAGE, f"cannot decode this {info.format} ({type(error).__name__})") from error
+    if image is None:
+        raise PipelineError(INVALID_IMAGE, f"OpenCV cannot decode this {info.format}")
     height, width = image.shape[:2]
     check_size(width, height)  # EXIF rotation swaps the sides: the limit holds either way
     return image

@@ -114,6 +114,7 @@ def test_decode_reads_grey_rgba_and_the_first_gif_frame() -> None:
         (b"garbage", INVALID_IMAGE),
         (png(Image.new("L", (10001, 4))), IMAGE_TOO_LARGE),
         (png(Image.new("RGB", (64, 64)))[:60] + b"\0" * 100, INVALID_IMAGE),
+        (png(Image.new("RGB", (64, 64), (9, 9, 9)), "GIF")[:40], INVALID_IMAGE),
     ],
 )
 def test_decode_refuses_bad_bytes(data: bytes, code: str) -> None:
