@@ -63,6 +63,10 @@ ENTRY_QUEUE_DELAY_US = 500
 # instances per model: two let one image's recognition overlap the next one's detection (and two executes of
 # the same model run side by side on multi-core CPUs); Triton places them on each GPU when there is one
 MODEL_INSTANCES = 2
+# one onnxruntime thread per instance: several processes' spinning thread pools on few cores slow each other
+# down (measured by `bench faces` on 2 cores: 1 thread per instance was faster at concurrency 1 and 4); on a
+# larger CPU raise the instance count rather than the threads
+INTRA_OP_THREADS = 1
 # insightface model_zoo/scrfd.py: the output count tells strides, anchors per position and keypoints
 SCRFD_LAYOUTS = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}
 MAP_WIDTHS = {1: "score", 4: "bbox", 10: "kps"}
@@ -460,7 +464,7 @@ def detector_config(info: DetectorInfo) -> Any:
         for stride in info.strides:
             rows = (size // stride) ** 2 * info.anchors
             config.output.add(name=f"{kind}_{stride}", data_type=pb.TYPE_FP32, dims=[rows, width])
-    set_parameters(config, {FAMILY_PARAMETER: FAMILY, **detector_parameters(info)})
+    set_parameters(config, {FAMILY_PARAMETER: FAMILY, "intra_op_thread_count": INTRA_OP_THREADS, **detector_parameters(info)})
     return config
 
 
@@ -484,7 +488,9 @@ def recognizer_config(info: RecognizerInfo) -> Any:
     config.instance_group.add(count=MODEL_INSTANCES)
     config.input.add(name="image", data_type=pb.TYPE_FP32, dims=[3, ALIGNED_SIZE, ALIGNED_SIZE])
     config.output.add(name="embedding", data_type=pb.TYPE_FP32, dims=[info.embedding_size])
-    set_parameters(config, {FAMILY_PARAMETER: FAMILY, **recognizer_parameters(info)})
+    set_parameters(
+        config, {FAMILY_PARAMETER: FAMILY, "intra_op_thread_count": INTRA_OP_THREADS, **recognizer_parameters(info)}
+    )
     return config
 
 
