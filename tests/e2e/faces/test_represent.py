@@ -121,8 +121,9 @@ def test_exif_orientation_and_gif_first_frame(service: str, fixtures: Path) -> N
         (encode(Image.new("RGB", (64, 64)), "PNG")[:60] + b"\x00" * 200, MSG_INVALID),  # header fine, body broken
         (encode(Image.new("RGB", (8, 8)), "ICO"), MSG_INVALID),
         (encode(Image.new("L", (10001, 8)), "PNG"), MSG_TOO_LARGE),
+        (encode(Image.new("1", (9000, 9000)), "PNG"), MSG_TOO_LARGE),  # 81 Mpx: over the pixel budget
     ],
-    ids=["empty", "garbage", "corrupt-body", "ico", "too-wide"],
+    ids=["empty", "garbage", "corrupt-body", "ico", "too-wide", "pixel-bomb"],
 )
 def test_bad_inputs_get_the_spec_body_and_the_server_keeps_answering(
     service: str, fixtures: Path, data: bytes, msg: str
