@@ -90,9 +90,7 @@ class Pack:
 PACKS = {
     "buffalo_l": Pack("dfb33f6afae127d24d7adc5e7c75fa4a79dca31b"),
     "buffalo_m": Pack("main"),
-    "buffalo_s": Pack(
-        "main", {DETECTION_FILE: "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a"}
-    ),
+    "buffalo_s": Pack("main", {DETECTION_FILE: "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a"}),
     "antelopev2": Pack("main"),
 }
 
@@ -136,7 +134,9 @@ def download_url(url: str, target: Path) -> Path:
                     out.write(chunk)
                     bar.update(len(chunk))
     except OSError as error:
-        raise ExportError(f"could not download {url} ({type(error).__name__}); download it yourself and pass --from FILE") from error
+        raise ExportError(
+            f"could not download {url} ({type(error).__name__}); download it yourself and pass --from FILE"
+        ) from error
     partial.replace(target)
     return target
 
@@ -401,7 +401,9 @@ def inspect_recognizer(path: Path) -> RecognizerInfo:
     model = onnx.load(str(path), load_external_data=False)
     # insightface model_zoo/arcface_onnx.py: a graph whose first nodes subtract and multiply normalises itself
     first = [node.name for node in model.graph.node[:8]]
-    normalises = any(n.startswith(("Sub", "_minus")) for n in first) and any(n.startswith(("Mul", "_mul")) for n in first)
+    normalises = any(n.startswith(("Sub", "_minus")) for n in first) and any(
+        n.startswith(("Mul", "_mul")) for n in first
+    )
     mean, std = (0.0, 1.0) if normalises else (127.5, 127.5)
     session = _session(path)
     inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -452,8 +454,9 @@ def check_recognizer_batch(original: Path, batched: Any, info: RecognizerInfo) -
 
 
 def detector_config(info: DetectorInfo) -> Any:
-    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig, set_parameters
     from tritonclient.grpc import model_config_pb2 as pb
+
+    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig, set_parameters
 
     config = ModelConfig(name=DETECTOR_MODEL, backend="onnxruntime", max_batch_size=DETECTOR_MAX_BATCH)
     config.dynamic_batching.SetInParent()
@@ -464,7 +467,9 @@ def detector_config(info: DetectorInfo) -> Any:
         for stride in info.strides:
             rows = (size // stride) ** 2 * info.anchors
             config.output.add(name=f"{kind}_{stride}", data_type=pb.TYPE_FP32, dims=[rows, width])
-    set_parameters(config, {FAMILY_PARAMETER: FAMILY, "intra_op_thread_count": INTRA_OP_THREADS, **detector_parameters(info)})
+    set_parameters(
+        config, {FAMILY_PARAMETER: FAMILY, "intra_op_thread_count": INTRA_OP_THREADS, **detector_parameters(info)}
+    )
     return config
 
 
@@ -480,8 +485,9 @@ def detector_parameters(info: DetectorInfo) -> dict[str, object]:
 
 
 def recognizer_config(info: RecognizerInfo) -> Any:
-    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig, set_parameters
     from tritonclient.grpc import model_config_pb2 as pb
+
+    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig, set_parameters
 
     config = ModelConfig(name=RECOGNIZER_MODEL, backend="onnxruntime", max_batch_size=RECOGNIZER_MAX_BATCH)
     config.dynamic_batching.SetInParent()
@@ -500,8 +506,9 @@ def recognizer_parameters(info: RecognizerInfo) -> dict[str, object]:
 
 def entry_config(detector: DetectorInfo, recognizer: RecognizerInfo) -> Any:
     """The `faces` BLS model: its parameters repeat the two contracts it applies (it pre- and post-processes)."""
-    from mt_photos_triton.repository import BLS_MODELS_PARAMETER, FAMILY_PARAMETER, ModelConfig, set_parameters
     from tritonclient.grpc import model_config_pb2 as pb
+
+    from mt_photos_triton.repository import BLS_MODELS_PARAMETER, FAMILY_PARAMETER, ModelConfig, set_parameters
 
     config = ModelConfig(name=ENTRY_MODEL, backend="python", max_batch_size=ENTRY_MAX_BATCH)
     config.dynamic_batching.max_queue_delay_microseconds = ENTRY_QUEUE_DELAY_US
@@ -559,9 +566,7 @@ def _up_to_date(repository: Path, pack: str, source: str | None) -> bool:
     return (repository / ENTRY_MODEL / "1" / "model.py").is_file()
 
 
-def _check_hashes(
-    pack: str, source: str | None, files: dict[str, Path], record_path: Path | None
-) -> dict[str, str]:
+def _check_hashes(pack: str, source: str | None, files: dict[str, Path], record_path: Path | None) -> dict[str, str]:
     """sha256 of each source file: checked against the pin, or against what the first export recorded."""
     digests = {name: sha256_file(path) for name, path in files.items()}
     pins = PACKS[pack].sha256 if source is None and pack in PACKS else {}
@@ -661,7 +666,10 @@ def self_check(repository: Path, detection: Path, recognition: Path) -> str:
         cosine = float(min(cosine_similarity(a, b) for a, b in zip(ours.embeddings, reference.embeddings)))
         if box_gap > SELF_CHECK_BOX_PX or score_gap > SELF_CHECK_SCORE or cosine < SELF_CHECK_COSINE:
             raise ExportError(f"self-check failed: box {box_gap:g} px, score {score_gap:g}, cosine {cosine:.6f}")
-        return f"self-check vs insightface: {len(scores)} faces, box ≤ {box_gap:.2g} px, score ≤ {score_gap:.2g}, cosine ≥ {cosine:.6f}"
+        return (
+            f"self-check vs insightface: {len(scores)} faces, box ≤ {box_gap:.2g} px, "
+            f"score ≤ {score_gap:.2g}, cosine ≥ {cosine:.6f}"
+        )
     return "self-check vs insightface: no face on the check image by either"
 
 
@@ -724,7 +732,9 @@ class ReferenceFaces:
     embeddings: Any  # [N,D]
 
 
-def reference_represent(detection: Path, recognition: Path, images: list[Any], min_score: float) -> list[ReferenceFaces]:
+def reference_represent(
+    detection: Path, recognition: Path, images: list[Any], min_score: float
+) -> list[ReferenceFaces]:
     """insightface on the original files, one image and one face at a time: SCRFD at 640 (as the reference
     service prepares it), face_align.norm_crop, ArcFaceONNX.get_feat."""
     import warnings

@@ -68,9 +68,7 @@ class Faces:
 
     @classmethod
     def empty(cls) -> Faces:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, LANDMARKS, 2), np.float32)
-        )
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, LANDMARKS, 2), np.float32))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -121,7 +119,9 @@ def letterbox(image: NDArray[np.uint8], size: int) -> tuple[NDArray[np.uint8], f
     return canvas, scale
 
 
-def to_nchw_rgb(images: Sequence[NDArray[np.uint8]] | NDArray[np.uint8], mean: float, std: float) -> NDArray[np.float32]:
+def to_nchw_rgb(
+    images: Sequence[NDArray[np.uint8]] | NDArray[np.uint8], mean: float, std: float
+) -> NDArray[np.float32]:
     """BGR uint8 [N,H,W,3] → float32 NCHW RGB, (x − mean) / std (what cv2.dnn.blobFromImages computes)."""
     batch = np.asarray(images)
     rgb = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
@@ -271,8 +271,11 @@ class ImageFaces:
 
 
 def detect_batch(
-    images: Sequence[NDArray[np.uint8]], min_scores: Sequence[float], contract: DetectorContract,
-    decoder: ScrfdDecoder, detect: DetectFn,
+    images: Sequence[NDArray[np.uint8]],
+    min_scores: Sequence[float],
+    contract: DetectorContract,
+    decoder: ScrfdDecoder,
+    detect: DetectFn,
 ) -> list[Faces]:
     """One detector call for all images (one letterbox each)."""
     if not images:
@@ -298,8 +301,13 @@ def embed_batch(
 
 
 def represent(
-    images: Sequence[NDArray[np.uint8]], min_scores: Sequence[float], detector: DetectorContract,
-    recognizer: RecognizerContract, detect: DetectFn, embed: EmbedFn, decoder: ScrfdDecoder | None = None,
+    images: Sequence[NDArray[np.uint8]],
+    min_scores: Sequence[float],
+    detector: DetectorContract,
+    recognizer: RecognizerContract,
+    detect: DetectFn,
+    embed: EmbedFn,
+    decoder: ScrfdDecoder | None = None,
 ) -> list[ImageFaces]:
     """Faces and embeddings of each image: one detector call for all images, one recogniser call for all faces."""
     decoder = decoder or ScrfdDecoder(detector)

@@ -21,7 +21,10 @@ OUTPUTS = ("boxes", "scores", "landmarks", "embeddings", "count")
 def infer(client: triton_http.InferenceServerClient, images: list[bytes], min_score: float = 0.65) -> dict:
     data = np.array([[image] for image in images], dtype=np.object_)
     scores = np.full((len(images), 1), min_score, np.float32)
-    inputs = [triton_http.InferInput("image_bytes", list(data.shape), "BYTES"), triton_http.InferInput("min_score", list(scores.shape), "FP32")]
+    inputs = [
+        triton_http.InferInput("image_bytes", list(data.shape), "BYTES"),
+        triton_http.InferInput("min_score", list(scores.shape), "FP32"),
+    ]
     inputs[0].set_data_from_numpy(data, binary_data=True)
     inputs[1].set_data_from_numpy(scores, binary_data=True)
     outputs = [triton_http.InferRequestedOutput(name, binary_data=True) for name in OUTPUTS]
@@ -42,7 +45,9 @@ def test_one_request_with_three_images_is_padded_with_counts(
     assert not out["boxes"][1].any() and not out["embeddings"][2, 1:].any()  # padding is zeros
 
 
-def test_no_face_gives_correctly_shaped_empty_outputs(triton: TritonHarness, faces_models: Path, fixtures: Path) -> None:
+def test_no_face_gives_correctly_shaped_empty_outputs(
+    triton: TritonHarness, faces_models: Path, fixtures: Path
+) -> None:
     with triton.client() as client:
         out = infer(client, [generated_cases(fixtures)["blank.png"]])
     assert out["boxes"].shape == (1, 0, 4)

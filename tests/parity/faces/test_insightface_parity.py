@@ -35,9 +35,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("detector", DETECTORS)
-def test_pipeline_matches_insightface(
-    detector: str, fixtures: Path, cases: dict[str, bytes], tmp_path: Path
-) -> None:
+def test_pipeline_matches_insightface(detector: str, fixtures: Path, cases: dict[str, bytes], tmp_path: Path) -> None:
     pack = build_pack(tmp_path / "pack", detector_path(fixtures, detector))
     repository = tmp_path / "repository"
     faces_export.export(repository, "parity", str(pack), force=True)
@@ -47,8 +45,10 @@ def test_pipeline_matches_insightface(
     ours = faces_export.run_exported(repository, images, [MIN_SCORE] * len(images))
 
     references = faces_export.reference_represent(
-        pack / faces_export.DETECTION_FILE, pack / faces_export.RECOGNITION_FILE,
-        [reference_decode(cases[name]) for name in names], MIN_SCORE,
+        pack / faces_export.DETECTION_FILE,
+        pack / faces_export.RECOGNITION_FILE,
+        [reference_decode(cases[name]) for name in names],
+        MIN_SCORE,
     )
     worst = {"box": 0.0, "score": 0.0, "landmark": 0.0, "crop": 0, "crop_e2e": 0, "crop_e2e_over_1": 0.0, "cosine": 1.0}
     counts = {}
@@ -63,7 +63,9 @@ def test_pipeline_matches_insightface(
         worst["score"] = max(worst["score"], float(np.abs(mine.faces.scores - reference.scores).max()))
         worst["landmark"] = max(worst["landmark"], float(np.abs(mine.faces.landmarks - reference.landmarks).max()))
         # alignment itself: our crops from insightface's landmarks vs norm_crop's
-        same_landmarks = pipeline.aligned_crops(image, pipeline.Faces(reference.boxes, reference.scores, reference.landmarks))
+        same_landmarks = pipeline.aligned_crops(
+            image, pipeline.Faces(reference.boxes, reference.scores, reference.landmarks)
+        )
         worst["crop"] = max(worst["crop"], int(np.abs(same_landmarks.astype(int) - reference.crops).max()))
         # end to end: from our own landmarks (batched-run float noise moves warpAffine's 1/32 px grid)
         gap = np.abs(pipeline.aligned_crops(image, mine.faces).astype(int) - reference.crops)
@@ -86,4 +88,3 @@ def test_pipeline_matches_insightface(
     assert worst["crop"] <= CROP_TOLERANCE
     assert worst["crop_e2e_over_1"] < 0.001  # a handful of edge pixels, never a shifted crop
     assert worst["cosine"] >= MIN_COSINE
-

@@ -24,7 +24,9 @@ class FakeHub:
         self.pack = pack
         self.calls: list[dict] = []
 
-    def snapshot_download(self, repo_id: str, revision: str, allow_patterns: list[str], local_dir: Path, endpoint: str) -> str:
+    def snapshot_download(
+        self, repo_id: str, revision: str, allow_patterns: list[str], local_dir: Path, endpoint: str
+    ) -> str:
         self.calls.append({"repo_id": repo_id, "revision": revision, "endpoint": endpoint, "patterns": allow_patterns})
         for pattern in allow_patterns:
             target = Path(local_dir) / pattern
@@ -67,7 +69,9 @@ def test_unpinned_pack_records_hashes_and_refuses_a_changed_file(hub: FakeHub, t
     result = faces_export.export(repository, "buffalo_m", None, force=False)
     assert any("recorded" in note for note in result.notes)
     record = json.loads((repository / "faces" / "export.json").read_text())
-    assert record["source_sha256"]["detection/model.onnx"] == faces_export.sha256_file(hub.pack / "detection" / "model.onnx")
+    assert record["source_sha256"]["detection/model.onnx"] == faces_export.sha256_file(
+        hub.pack / "detection" / "model.onnx"
+    )
     assert faces_export.export(repository, "buffalo_m", None, force=False).skipped  # idempotent
     shutil.copy(detector_path(fixtures, "det_2.5g"), hub.pack / "detection" / "model.onnx")
     (repository / "face_det" / "1" / "model.onnx").unlink()
@@ -87,8 +91,12 @@ def test_missing_file_in_the_source_is_named(tmp_path: Path) -> None:
 
 
 def test_zip_source_with_a_graph_normalising_static_batch_recognizer(tmp_path: Path, fixtures: Path) -> None:
-    pack = build_pack(tmp_path / "buffalo_x", detector_path(fixtures, "scrfd_500m_bnkps_batched"),
-                      normalises_input=True, static_batch=True)
+    pack = build_pack(
+        tmp_path / "buffalo_x",
+        detector_path(fixtures, "scrfd_500m_bnkps_batched"),
+        normalises_input=True,
+        static_batch=True,
+    )
     archive = tmp_path / "buffalo_x.zip"
     with zipfile.ZipFile(archive, "w") as out:
         for path in pack.rglob("*.onnx"):
@@ -104,7 +112,9 @@ def test_zip_source_with_a_graph_normalising_static_batch_recognizer(tmp_path: P
     assert rec.max_batch_size > 1 and rec.HasField("dynamic_batching")
     assert [o.name for o in read_config(repository / "face_det").output][:3] == ["score_8", "score_16", "score_32"]
 
-    session = ort.InferenceSession(str(repository / "face_rec" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(repository / "face_rec" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     assert session.get_inputs()[0].name == "image" and session.get_outputs()[0].name == "embedding"
     crops = np.random.default_rng(0).uniform(0, 255, (3, 3, 112, 112)).astype(np.float32)
     together = session.run(None, {"image": crops})[0]
@@ -115,9 +125,10 @@ def test_zip_source_with_a_graph_normalising_static_batch_recognizer(tmp_path: P
 
 
 def test_committed_configs_are_what_export_writes_for_buffalo_l() -> None:
+    from google.protobuf import text_format
+
     from mt_photos_triton.repository import CONFIG_NAME
     from tests.harness import MODEL_REPOSITORY
-    from google.protobuf import text_format
 
     for name, config in faces_export.default_configs().items():
         committed = (MODEL_REPOSITORY / name / CONFIG_NAME).read_text()

@@ -125,9 +125,15 @@ def test_decode_refuses_bad_bytes(data: bytes, code: str) -> None:
 
 def test_contracts_come_from_parameters_only() -> None:
     parameters = {
-        "detector_input_size": "640", "detector_mean": "127.5", "detector_std": "128.0",
-        "detector_strides": "8,16,32", "detector_anchors_per_position": "2", "detector_nms_iou_threshold": "0.4",
-        "recognizer_mean": "0.0", "recognizer_std": "1.0", "recognizer_embedding_size": "512",
+        "detector_input_size": "640",
+        "detector_mean": "127.5",
+        "detector_std": "128.0",
+        "detector_strides": "8,16,32",
+        "detector_anchors_per_position": "2",
+        "detector_nms_iou_threshold": "0.4",
+        "recognizer_mean": "0.0",
+        "recognizer_std": "1.0",
+        "recognizer_embedding_size": "512",
     }
     detector, recognizer = pipeline.contracts_from_parameters(parameters)
     assert detector.strides == (8, 16, 32) and recognizer.mean == 0.0

@@ -81,8 +81,10 @@ def test_exact_body_and_the_request_sent() -> None:
 
 def test_no_face_is_an_empty_result() -> None:
     empty = {
-        "boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 0), np.float32),
-        "embeddings": np.zeros((1, 0, 512), np.float32), "count": np.zeros((1, 1), np.int32),
+        "boxes": np.zeros((1, 0, 4), np.float32),
+        "scores": np.zeros((1, 0), np.float32),
+        "embeddings": np.zeros((1, 0, 512), np.float32),
+        "count": np.zeros((1, 1), np.int32),
     }
     with client_for(FakeFacesBackend(empty)) as client:
         body = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())}).json()
@@ -92,8 +94,10 @@ def test_no_face_is_an_empty_result() -> None:
 @pytest.mark.parametrize(
     ("error", "msg"),
     [
-        (InferenceFailed("faces", INVALID_IMAGE, "faces: invalid_image: x"),
-         "The uploaded file is not a valid image format or is corrupted."),
+        (
+            InferenceFailed("faces", INVALID_IMAGE, "faces: invalid_image: x"),
+            "The uploaded file is not a valid image format or is corrupted.",
+        ),
         (BackendUnavailable("down"), "inference server unavailable"),
         (ModelUnavailable("faces"), "model 'faces' is not available: run `mt-photos-triton export faces`"),
     ],
