@@ -611,14 +611,11 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         recognizer = batch_recognizer(recognition, recognizer_info)
         recognizer_gap = check_recognizer_batch(recognition, recognizer, recognizer_info)
 
-        written = {}
-        for name, graph in ((DETECTOR_MODEL, detector), (RECOGNIZER_MODEL, recognizer)):
-            target = repository / name / "1" / "model.onnx"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            import onnx
-
-            onnx.save(graph, str(target))
-            written[name] = sha256_file(target)
+        record_path.unlink(missing_ok=True)  # a failed export must not look up to date
+        written = {
+            name: _save(graph, repository / name)
+            for name, graph in ((DETECTOR_MODEL, detector), (RECOGNIZER_MODEL, recognizer))
+        }
         write_config(repository / DETECTOR_MODEL, detector_config(detector_info))
         write_config(repository / RECOGNIZER_MODEL, recognizer_config(recognizer_info))
         entry_dir = repository / ENTRY_MODEL
@@ -627,7 +624,12 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
             shutil.copy2(_committed_entry_dir() / "1" / "model.py", entry_dir / "1" / "model.py")
         write_config(entry_dir, entry_config(detector_info, recognizer_info))
 
-        check = self_check(repository, detection, recognition)
+        try:
+            check = self_check(repository, detection, recognition)
+        except ExportError:
+            for name in written:  # leave nothing that `serve` would load
+                (repository / name / "1" / "model.onnx").unlink(missing_ok=True)
+            raise
         result.notes.append(check)
         record = {
             "pack": pack,
@@ -644,6 +646,16 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         record_path.write_text(json.dumps(record, indent=2) + "\n")
     result.written = [DETECTOR_MODEL, RECOGNIZER_MODEL, ENTRY_MODEL]
     return result
+
+
+def _save(graph: Any, model_dir: Path) -> str:
+    """Write `<model>/1/model.onnx`; its sha256."""
+    import onnx
+
+    target = model_dir / "1" / "model.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(graph, str(target))
+    return sha256_file(target)
 
 
 def self_check(repository: Path, detection: Path, recognition: Path) -> str:

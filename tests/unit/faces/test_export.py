@@ -133,3 +133,20 @@ def test_committed_configs_are_what_export_writes_for_buffalo_l() -> None:
     for name, config in faces_export.default_configs().items():
         committed = (MODEL_REPOSITORY / name / CONFIG_NAME).read_text()
         assert committed == text_format.MessageToString(config), name
+
+
+def test_a_failed_self_check_leaves_nothing_to_serve(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fixtures: Path
+) -> None:
+    pack = build_pack(tmp_path / "pack", detector_path(fixtures, "det_500m"))
+
+    def finds_nothing(detection: Path, recognition: Path, images: list, min_score: float) -> list:
+        empty = np.zeros((0, 4), np.float32)
+        return [faces_export.ReferenceFaces(empty, empty[:, 0], empty, empty, empty) for _ in images]
+
+    monkeypatch.setattr(faces_export, "reference_represent", finds_nothing)
+    repository = tmp_path / "repository"
+    with pytest.raises(ExportError, match="self-check"):
+        faces_export.export(repository, "broken", str(pack), force=False)
+    assert not (repository / "face_det" / "1" / "model.onnx").exists()
+    assert not (repository / "faces" / "export.json").exists()
