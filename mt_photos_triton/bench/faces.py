@@ -1,0 +1,216 @@
+"""`mt-photos-triton bench faces`: `/represent` over HTTP (adapter → embedded Triton) vs insightface in-process.
+
+Both sides run the same model files in the same run: the largest SCRFD detector of the fixtures (or
+--detector) and a full-size stand-in of buffalo_l's recogniser (an IResNet-50 with random weights, built here:
+the real w600k_r50 may not be shipped). Ours: the exported models behind the real adapter, requests from C
+client threads. Reference: insightface's SCRFD (640) + norm_crop + ArcFaceONNX, face by face as its
+FaceAnalysis does, from C threads sharing the sessions, on the same image bytes (cv2.imdecode as the
+reference service does). Printed: images/s, faces/s, p50/p95 latency per photo and concurrency, and the
+ratio ours/reference of images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONCURRENCY = (1, 4)
+API_KEY = "mt_photos_ai_extra"
+MIN_SCORE = 0.65
+START_TIMEOUT_S = 30.0
+
+
+def fixtures_dir() -> Path:
+    return Path(os.environ.get("MT_PHOTOS_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+def largest_detector() -> Path:
+    candidates = sorted((fixtures_dir() / "models" / "scrfd").glob("*.onnx"), key=lambda p: p.stat().st_size)
+    if not candidates:
+        raise SystemExit(f"no SCRFD detector under {fixtures_dir()}; pass --detector PATH")
+    return candidates[-1]
+
+
+def photos() -> dict[str, bytes]:
+    """A 1-face and a 6-face photo."""
+    import insightface
+
+    return {
+        "1 face (obama.jpg)": (fixtures_dir() / "images" / "faces" / "obama.jpg").read_bytes(),
+        "6 faces (t1.jpg)": (Path(insightface.__file__).parent / "data" / "images" / "t1.jpg").read_bytes(),
+    }
+
+
+@dataclass
+class Run:
+    images_per_s: float
+    faces_per_s: float
+    p50_ms: float
+    p95_ms: float
+
+
+def measure(call: Callable[[], int], requests: int, concurrency: int) -> Run:
+    """`requests` calls from `concurrency` threads; `call` returns the face count of its photo."""
+    latencies: list[float] = []
+    faces: list[int] = []
+    lock = threading.Lock()
+
+    def one(_: int) -> None:
+        start = time.perf_counter()
+        found = call()
+        elapsed = time.perf_counter() - start
+        with lock:
+            latencies.append(elapsed)
+            faces.append(found)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(requests)))
+    wall = time.perf_counter() - start
+    quantiles = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
+    return Run(requests / wall, sum(faces) / wall, statistics.median(latencies) * 1e3, quantiles[18] * 1e3)
+
+
+@contextlib.contextmanager
+def adapter(triton_url: str) -> Iterator[str]:
+    """The real adapter app on a free loopback port (uvicorn in a thread)."""
+    import uvicorn
+
+    from adapter import Settings, create_app
+    from mt_photos_triton.embedded import free_port
+
+    port = free_port()
+    settings = Settings.from_env({}, triton_url=triton_url)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the adapter did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=START_TIMEOUT_S)
+
+
+def http_call(url: str, data: bytes) -> Callable[[], int]:
+    import httpx
+
+    local = threading.local()
+
+    def call() -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=300)
+        response = local.client.post(f"{url}/represent", headers={"api-key": API_KEY}, files={"file": ("p.jpg", data)})
+        body = response.json()
+        if "msg" in body:
+            raise RuntimeError(f"/represent failed: {body['msg']}")
+        return len(body["result"])
+
+    return call
+
+
+def reference_call(pack: Path, data: bytes) -> Callable[[], int]:
+    import warnings
+
+    import cv2
+    import numpy as np
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+    from insightface.model_zoo.scrfd import SCRFD
+    from insightface.utils import face_align
+
+    from export.faces import DETECTION_FILE, DETECTOR_INPUT_SIZE, RECOGNITION_FILE
+
+    size = (DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE)
+    detector = SCRFD(str(pack / DETECTION_FILE))
+    detector.prepare(-1, input_size=size, det_thresh=MIN_SCORE)
+    recognizer = ArcFaceONNX(str(pack / RECOGNITION_FILE))
+    recognizer.prepare(-1)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # skimage's estimate(), inside norm_crop
+
+    def call() -> int:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        _, landmarks = detector.detect(image, input_size=size)
+        for kps in landmarks:
+            recognizer.get_feat(face_align.norm_crop(image, kps))
+        return len(landmarks)
+
+    return call
+
+
+def build_pack(root: Path, detector: Path) -> Path:
+    import shutil
+
+    from mt_photos_triton.bench.arcface_standin import build_iresnet50
+
+    (root / "detection").mkdir(parents=True, exist_ok=True)
+    shutil.copy(detector, root / "detection" / "model.onnx")
+    build_iresnet50(root / "recognition" / "model.onnx")
+    return root
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mt-photos-triton bench faces", description=__doc__)
+    parser.add_argument("--detector", type=Path, default=None, help="SCRFD file (default: the largest fixture)")
+    parser.add_argument("--requests", type=int, default=12, help="requests per photo and concurrency")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)))
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    detector = args.detector or largest_detector()
+
+    from export import faces as faces_export
+    from mt_photos_triton.embedded import EmbeddedTriton
+
+    with tempfile.TemporaryDirectory(prefix="mtpt-bench-faces-") as scratch:
+        pack = build_pack(Path(scratch) / "pack", detector)
+        repository = Path(scratch) / "repository"
+        faces_export.export(repository, "bench", str(pack), force=True)
+        print(f"detector {detector.name}, recogniser IResNet-50 stand-in (random weights, {os.cpu_count()} CPUs)")
+        rows = []
+        with EmbeddedTriton(repository=repository, models=None) as server, adapter(server.http_url) as url:
+            for name, data in photos().items():
+                ours, reference = http_call(url, data), reference_call(pack, data)
+                for call in (ours, reference):
+                    for _ in range(args.warmup):
+                        call()
+                for level in levels:
+                    mine = measure(ours, args.requests, level)
+                    theirs = measure(reference, args.requests, level)
+                    rows.append((name, level, mine, theirs))
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: list[tuple[str, int, Run, Run]]) -> None:
+    header = (
+        f"{'photo':<18} {'conc':>4} | {'ours img/s':>10} {'faces/s':>8} {'p50 ms':>7} {'p95 ms':>7} | "
+        f"{'ref img/s':>9} {'faces/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'ratio':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, level, mine, theirs in rows:
+        print(
+            f"{name:<18} {level:>4} | {mine.images_per_s:>10.2f} {mine.faces_per_s:>8.2f} {mine.p50_ms:>7.0f} "
+            f"{mine.p95_ms:>7.0f} | {theirs.images_per_s:>9.2f} {theirs.faces_per_s:>8.2f} {theirs.p50_ms:>7.0f} "
+            f"{theirs.p95_ms:>7.0f} | {mine.images_per_s / theirs.images_per_s:>5.2f}x"
+        )
