@@ -107,6 +107,7 @@ PIPELINE_PARAMETERS = {
     "rec_min_width": 320,
     "rec_batch_size": 6,
     "text_score_threshold": 0.9,
+    "retry_scale": 0.5,
 }
 # the BLS model sends all its calls of a stage at once; a short wait lets the batcher take them together
 QUEUE_DELAY_US = 2000

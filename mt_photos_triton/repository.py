@@ -74,11 +74,16 @@ def bound_queue(config: ModelConfig) -> None:
     policy.max_queue_size = QUEUE_MAX_SIZE
 
 
+def render_config(config: ModelConfig) -> str:
+    """The text `write_config` writes for `config` (which it completes with a bounded queue)."""
+    bound_queue(config)
+    return text_format.MessageToString(config)
+
+
 def write_config(model_dir: Path, config: ModelConfig) -> None:
     """`config.pbtxt` (with a bounded queue), and for onnxruntime models the accelerator variants."""
-    bound_queue(config)
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / CONFIG_NAME).write_text(text_format.MessageToString(config))
+    (model_dir / CONFIG_NAME).write_text(render_config(config))
     variants = accelerator_variants(config)
     if variants:
         (model_dir / VARIANTS_DIR).mkdir(exist_ok=True)

@@ -13,8 +13,11 @@ from export import ocr as ocr_export
 from tests.harness import TritonHarness
 
 OCR_MODELS = (ocr_export.DET_MODEL, ocr_export.REC_MODEL, ocr_export.ENTRY_MODEL)
-# the images whose expected texts differ from the reference's on purpose (docs/compatibility.md)
-FIXED_IMAGES = {"img_exif_orientation.jpg", "black_font_color_transparent.png"}
+# the images whose expected texts differ from the reference's on purpose (docs/compatibility.md): EXIF
+# orientation applied, transparency on white, and large lettering read by the second look at half scale
+FIXED_IMAGES = {"img_exif_orientation.jpg", "black_font_color_transparent.png", "issue_170.png"}
+# what the fixes read where the reference read nothing
+FIXED_TEXTS = {"black_font_color_transparent.png": ["我是中国人"], "issue_170.png": ["TEST"]}
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,9 @@ class OcrParameters:
     rec_min_width: int  # recogniser batches are at least this wide (RapidOCR rec_img_shape 3x48x320)
     rec_batch_size: int
     text_score_threshold: float
+    # when nothing is found at the reference's scale, detect once more at this fraction of it (0: never);
+    # large lettering (glyphs over ~100 px) escapes the detector at full size (docs/compatibility.md)
+    retry_scale: float
 
     @classmethod
     def from_config(cls, parameters: Mapping[str, str]) -> OcrParameters:
@@ -110,16 +113,18 @@ def too_small(image: Image.Image, params: OcrParameters) -> bool:
     return image.width < params.min_side or image.height < params.min_side
 
 
-def detection_size(width: int, height: int, params: OcrParameters) -> tuple[int, int]:
-    """(width, height) of the detector input: shorter side at most the limit, sides rounded to the multiple."""
-    ratio = min(float(params.det_limit_side) / min(width, height), 1.0)
+def detection_size(width: int, height: int, params: OcrParameters, scale: float = 1.0) -> tuple[int, int]:
+    """(width, height) of the detector input: shorter side at most the limit (times `scale`), sides rounded to
+    the multiple."""
+    ratio = min(float(params.det_limit_side) / min(width, height), 1.0) * scale
     m = params.det_multiple
     return int(round(int(width * ratio) / m) * m), int(round(int(height * ratio) / m) * m)
 
 
-def detection_input(image: Image.Image, params: OcrParameters) -> NDArray[np.float32]:
+def detection_input(image: Image.Image, params: OcrParameters, scale: float = 1.0) -> NDArray[np.float32]:
     """[3,H,W] float32 BGR; immich: TextDetector._transform (LANCZOS, then (x - 0.5) / 127.5)."""
-    resized = image.resize(detection_size(image.width, image.height, params), resample=Image.Resampling.LANCZOS)
+    size = detection_size(image.width, image.height, params, scale)
+    resized = image.resize(size, resample=Image.Resampling.LANCZOS)
     pixels = np.asarray(resized, dtype=np.float32)[:, :, ::-1]
     pixels = (pixels - np.float32(params.det_mean)) * (np.float32(1.0) / np.float32(params.det_std))
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
@@ -408,6 +413,8 @@ class OcrJob:
     detector_input: NDArray[np.float32] | None  # [3,H,W]; None when the image is too small to read
     boxes: NDArray[np.float32] | None = None
     batches: list[RecognitionBatch] | None = None
+    outcome: OcrResult | None = None  # what was read, once recognised
+    looked_again: bool = False
 
     @classmethod
     def start(cls, data: bytes, params: OcrParameters) -> OcrJob:
@@ -420,7 +427,21 @@ class OcrJob:
         self.boxes = boxes[reading_order(boxes)]
         self.batches = recognition_batches(crop_lines(self.image, self.boxes), params)
 
-    def result(self, outputs: Sequence[RecognizerOutput], decoder: CTCDecoder, params: OcrParameters) -> OcrResult:
+    def recognised(self, outputs: Sequence[RecognizerOutput], decoder: CTCDecoder, params: OcrParameters) -> None:
         if self.boxes is None or not self.batches:
-            return OcrResult.empty()
-        return select_texts(self.boxes, collect_recognition(self.batches, outputs, decoder), params)
+            self.outcome = OcrResult.empty()
+        else:
+            self.outcome = select_texts(self.boxes, collect_recognition(self.batches, outputs, decoder), params)
+
+    def retry_input(self, params: OcrParameters) -> NDArray[np.float32] | None:
+        """The detector input of one second look at `retry_scale`, for an image where nothing was read: large
+        lettering escapes the detector at the reference's scale (its strokes' edges alone light up)."""
+        if self.looked_again or self.outcome is None or self.outcome.texts or params.retry_scale <= 0:
+            return None
+        if min(detection_size(self.image.width, self.image.height, params, params.retry_scale)) < params.min_side:
+            return None
+        self.looked_again = True
+        return detection_input(self.image, params, params.retry_scale)
+
+    def result(self) -> OcrResult:
+        return self.outcome or OcrResult.empty()

@@ -43,13 +43,33 @@ class TritonPythonModel:
             except Exception as error:  # noqa: BLE001 - this request's failure, not the batch's
                 failures[index] = error
 
+        readable = [
+            (index, job) for index, request_jobs in jobs.items() for job in request_jobs if job.detector_input is not None
+        ]
+        await self._detect([(index, job, job.detector_input) for index, job in readable], failures)
+        await self._recognise(readable, failures)
+        # a second look, at a smaller scale, where nothing was read (large lettering: OcrJob.retry_input)
+        retries = [(index, job, job.retry_input(self.params)) for index, job in readable if index not in failures]
+        retries = [retry for retry in retries if retry[2] is not None]
+        await self._detect(retries, failures)
+        await self._recognise([(index, job) for index, job, _ in retries], failures)
+
+        responses = []
+        for index in range(len(requests)):
+            if index in failures:
+                responses.append(self._error(failures[index]))
+                continue
+            results = [job.result() for job in jobs[index]]
+            tensors = [pb_utils.Tensor(name, array) for name, array in ocr.pad_results(results).items()]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        return responses
+
+    async def _detect(self, work: list[tuple[int, Any, np.ndarray]], failures: dict[int, Exception]) -> None:
+        """One detector stage: every (request index, job, detector input) sent at once, then DB post-processing."""
         # the dynamic batchers merge only neighbours of equal shape in their queue: send equal shapes together
-        readable = sorted(
-            ((index, job) for index, request_jobs in jobs.items() for job in request_jobs if job.detector_input is not None),
-            key=lambda item: item[1].detector_input.shape,
-        )
-        detections = await self._all(self.det_model, ("probability",), [job.detector_input[None] for _, job in readable])
-        for (index, job), detection in zip(readable, detections):
+        work = sorted(work, key=lambda item: item[2].shape)
+        detections = await self._all(self.det_model, ("probability",), [pixels[None] for _, _, pixels in work])
+        for (index, job, _), detection in zip(work, detections):
             if isinstance(detection, Exception):
                 failures.setdefault(index, detection)
             elif index not in failures:
@@ -58,8 +78,11 @@ class TritonPythonModel:
                 except Exception as error:  # noqa: BLE001 - this request's failure, not the batch's
                     failures[index] = error
 
+    async def _recognise(self, work: list[tuple[int, Any]], failures: dict[int, Exception]) -> None:
+        """One recogniser stage over every line of the given jobs, then CTC decoding and the score filter."""
+        # equal widths together, so the batcher can merge calls of concurrent requests
         pending = sorted(
-            ((index, job, batch) for index, job in readable if index not in failures for batch in job.batches or []),
+            ((index, job, batch) for index, job in work if index not in failures for batch in job.batches or []),
             key=lambda item: item[2].pixels.shape[3],
         )
         recognised = await self._all(self.rec_model, ("classes", "confidences"), [batch.pixels for _, _, batch in pending])
@@ -68,19 +91,9 @@ class TritonPythonModel:
             if isinstance(output, Exception):
                 failures.setdefault(index, output)
             outputs[id(batch)] = output
-
-        responses = []
-        for index in range(len(requests)):
-            if index in failures:
-                responses.append(self._error(failures[index]))
-                continue
-            results = [
-                job.result([outputs[id(batch)] for batch in job.batches or []], self.decoder, self.params)
-                for job in jobs[index]
-            ]
-            tensors = [pb_utils.Tensor(name, array) for name, array in ocr.pad_results(results).items()]
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-        return responses
+        for index, job in work:
+            if index not in failures:
+                job.recognised([outputs[id(batch)] for batch in job.batches or []], self.decoder, self.params)
 
     @staticmethod
     def _images(request: Any) -> np.ndarray:

@@ -125,14 +125,12 @@ def test_zip_source_with_a_graph_normalising_static_batch_recognizer(tmp_path: P
 
 
 def test_committed_configs_are_what_export_writes_for_buffalo_l() -> None:
-    from google.protobuf import text_format
-
-    from mt_photos_triton.repository import CONFIG_NAME
+    from mt_photos_triton.repository import CONFIG_NAME, render_config
     from tests.harness import MODEL_REPOSITORY
 
     for name, config in faces_export.default_configs().items():
         committed = (MODEL_REPOSITORY / name / CONFIG_NAME).read_text()
-        assert committed == text_format.MessageToString(config), name
+        assert committed == render_config(config), name
 
 
 def test_a_failed_self_check_leaves_nothing_to_serve(

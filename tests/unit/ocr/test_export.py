@@ -12,7 +12,7 @@ import pytest
 
 from export import ocr as ocr_export
 from export.common import ExportError
-from mt_photos_triton.repository import read_config
+from mt_photos_triton.repository import bound_queue, read_config
 
 CHECKOUT = Path(__file__).resolve().parents[3] / "model_repository"
 
@@ -24,7 +24,9 @@ def package_models() -> Path:
 
 @pytest.mark.parametrize("name", ["ocr", "ocr_det", "ocr_rec"])
 def test_committed_configs_are_what_export_writes(name: str) -> None:
-    assert read_config(CHECKOUT / name) == ocr_export.model_config(name)
+    expected = ocr_export.model_config(name)
+    bound_queue(expected)  # as write_config completes it
+    assert read_config(CHECKOUT / name) == expected
 
 
 def test_entry_config_carries_every_pipeline_parameter() -> None:

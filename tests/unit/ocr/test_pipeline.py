@@ -166,3 +166,21 @@ def test_decode_refuses_bad_uploads(data: bytes, code: str) -> None:
     with pytest.raises(PipelineError) as caught:
         ocr.decode_image(data)
     assert caught.value.code == code
+
+
+def test_a_second_look_only_where_nothing_was_read_and_only_once() -> None:
+    import dataclasses
+
+    image = Image.new("RGB", (800, 566), "white")
+    job = ocr.OcrJob(image, ocr.detection_input(image, PARAMS))
+    assert job.retry_input(PARAMS) is None, "not before recognition"
+    job.outcome = ocr.OcrResult(["TEST"], np.ones(1, np.float32), np.zeros((1, 4, 2), np.float32))
+    assert job.retry_input(PARAMS) is None, "text was read: the reference's answer stands"
+    job.outcome = ocr.OcrResult.empty()
+    retry = job.retry_input(PARAMS)
+    assert retry is not None and retry.shape == (3, 288, 384)  # half of 800x566, sides rounded to 32
+    assert job.retry_input(PARAMS) is None, "one second look at most"
+    off = ocr.OcrJob(image, None, outcome=ocr.OcrResult.empty())
+    assert off.retry_input(dataclasses.replace(PARAMS, retry_scale=0.0)) is None
+    small = ocr.OcrJob(Image.new("RGB", (60, 40)), None, outcome=ocr.OcrResult.empty())
+    assert small.retry_input(PARAMS) is None, "half of it would be under the minimum side"
