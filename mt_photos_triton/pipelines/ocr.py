@@ -438,8 +438,9 @@ class OcrJob:
         lettering escapes the detector at the reference's scale (its strokes' edges alone light up)."""
         if self.looked_again or self.outcome is None or self.outcome.texts or params.retry_scale <= 0:
             return None
-        if min(detection_size(self.image.width, self.image.height, params, params.retry_scale)) < params.min_side:
-            return None
+        shorter = min(self.image.width, self.image.height)
+        if shorter * min(params.det_limit_side / shorter, 1.0) * params.retry_scale < params.min_side:
+            return None  # the smaller look would be under the size the pipeline reads at all
         self.looked_again = True
         return detection_input(self.image, params, params.retry_scale)
 
