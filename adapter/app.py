@@ -14,6 +14,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 
 from adapter.backend import BackendUnavailable, InferenceBackend, TritonBackend
+from adapter.deps import AppSettings, Backend
 from adapter.responses import json_response
 from adapter.routes import clip, faces, ocr
 from adapter.settings import Settings
@@ -62,7 +63,7 @@ async def index() -> str:
 
 
 @post("/check", status_code=200)
-async def check(settings: Settings) -> Response[bytes]:
+async def check(settings: AppSettings) -> Response[bytes]:
     return json_response(
         {
             "result": "pass",
@@ -89,7 +90,7 @@ async def live() -> Response[bytes]:
 
 
 @get("/health/ready", include_in_schema=False)
-async def ready(backend: InferenceBackend) -> Response[bytes]:
+async def ready(backend: Backend) -> Response[bytes]:
     """200 when the server is ready and every model it was asked to load is READY; 503 naming what is not."""
     if not await backend.server_ready():
         return json_response({"status": "not ready", "server": "unavailable"}, status_code=503)

@@ -195,10 +195,11 @@ class EmbeddedTriton:
         return self._process.pid if self._process else None
 
     def command(self, backend_dir: Path) -> list[str]:
-        bundle = locate_bundle()
-        cmd = [
-            str(bundle.binary),
-            f"--model-repository={self.repository}",
+        from mt_photos_triton.container import server_flags
+
+        return [
+            str(locate_bundle().binary),
+            *server_flags(self.repository, self.models_to_load()),
             f"--backend-directory={backend_dir}",
             f"--http-address={LOOPBACK}",
             f"--http-port={self.ports['http']}",
@@ -207,16 +208,9 @@ class EmbeddedTriton:
             f"--metrics-address={LOOPBACK}",
             f"--metrics-port={self.ports['metrics']}",
             "--allow-gpu-metrics=false",
-            "--disable-auto-complete-config",
             "--pinned-memory-pool-byte-size=0",
-            "--model-control-mode=explicit",
-            # one model that fails to load must not take the others down; readiness is per model
-            "--exit-on-error=false",
-            "--strict-readiness=false",
             f"--log-verbose={self.log_verbose}",
         ]
-        cmd += [f"--load-model={name}" for name in self.models_to_load()]
-        return cmd
 
     def models_to_load(self) -> list[str]:
         if self.models is not None:

@@ -31,9 +31,38 @@ def read_config(model_dir: Path) -> ModelConfig:
     return config
 
 
+# Accelerated variants of an onnxruntime model, chosen by `tritonserver --model-config-name=<name>` (the
+# compose GPU / OpenVINO files set it); the native backend reads these, the embedded one ignores them.
+VARIANTS_DIR = "configs"
+TRT_CACHE_DIR = "/tmp/trt_cache"  # the repository is mounted read-only; engines are rebuilt after a restart
+
+
+def accelerator_variants(config: ModelConfig) -> dict[str, ModelConfig]:
+    if config.backend != "onnxruntime":
+        return {}
+    gpu = ModelConfig()
+    gpu.CopyFrom(config)
+    del gpu.instance_group[:]
+    gpu.instance_group.add(count=1, kind=model_config_pb2.ModelInstanceGroup.KIND_GPU)
+    tensorrt = gpu.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+    tensorrt.parameters.update(
+        {"precision_mode": "FP16", "trt_engine_cache_enable": "true", "trt_engine_cache_path": TRT_CACHE_DIR}
+    )
+    openvino = ModelConfig()
+    openvino.CopyFrom(config)
+    openvino.optimization.execution_accelerators.cpu_execution_accelerator.add(name="openvino")
+    return {"gpu": gpu, "openvino": openvino}
+
+
 def write_config(model_dir: Path, config: ModelConfig) -> None:
+    """`config.pbtxt`, and for onnxruntime models the accelerator variants under `configs/`."""
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / CONFIG_NAME).write_text(text_format.MessageToString(config))
+    variants = accelerator_variants(config)
+    if variants:
+        (model_dir / VARIANTS_DIR).mkdir(exist_ok=True)
+    for name, variant in variants.items():
+        (model_dir / VARIANTS_DIR / f"{name}.pbtxt").write_text(text_format.MessageToString(variant))
 
 
 def parameter(config: ModelConfig, key: str, default: str | None = None) -> str | None:

@@ -17,7 +17,8 @@ from mt_photos_triton.errors import IMAGE_TOO_LARGE, INVALID_IMAGE, PipelineErro
 MAX_SIDE = 10000  # the reference's limit on width and height, in pixels
 MAX_PIXELS = 50_000_000  # decompression-bomb budget: 10000 x 5000
 # Decoders we accept: what the reference decodes (JPEG, PNG, WebP, BMP, TIFF) plus a GIF's first frame.
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
+# (Pillow's JPEG opener also yields MPO, the multi-picture JPEG some phones write.)
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def probe(data: bytes) -> ImageInfo:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS)) as image:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
                 info = ImageInfo(str(image.format), *image.size)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise PipelineError(IMAGE_TOO_LARGE, "decompression bomb") from error

@@ -1,0 +1,55 @@
+"""Entry point of the Triton container (docker-compose): start `tritonserver` on the exported models only.
+
+`python3 -m mt_photos_triton.container` scans the mounted repository, logs what is missing with the export
+command that provides it, and execs `tritonserver` in explicit model-control mode with one `--load-model`
+per complete model, so a family that was never exported neither fails the server nor its readiness.
+ACCELERATOR=gpu|openvino selects `configs/<name>.pbtxt` in each model directory where export wrote one
+(Triton falls back to `config.pbtxt`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from mt_photos_triton.repository import loadable_models, scan
+
+log = logging.getLogger("mt_photos_triton.container")
+
+ACCELERATORS = ("cpu", "gpu", "openvino")
+
+
+def server_flags(repository: Path, models: list[str], accelerator: str = "cpu") -> list[str]:
+    """Flags shared by the container; the embedded runtime adds loopback addresses and its ports."""
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"ACCELERATOR={accelerator!r}: expected one of {', '.join(ACCELERATORS)}")
+    flags = [
+        f"--model-repository={repository}",
+        "--model-control-mode=explicit",
+        # one model that fails to load must not take the others down; the adapter reports it per model
+        "--exit-on-error=false",
+        "--strict-readiness=false",
+        "--disable-auto-complete-config",
+        *(f"--load-model={name}" for name in models),
+    ]
+    if accelerator != "cpu":
+        flags.append(f"--model-config-name={accelerator}")
+    return flags
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    repository = Path(os.environ.get("MODEL_REPOSITORY", "/models"))
+    for name, status in sorted(scan(repository).items()):
+        if status.missing:
+            log.warning("not loading %s: %s", name, status.missing)
+    flags = server_flags(repository, loadable_models(repository), os.environ.get("ACCELERATOR", "cpu"))
+    command = ["tritonserver", *flags, *(sys.argv[1:] if argv is None else argv)]
+    log.info("exec %s", " ".join(command))
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

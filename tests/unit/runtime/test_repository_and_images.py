@@ -1,0 +1,74 @@
+"""Which models can load, and the header check done before decoding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mt_photos_triton.errors import IMAGE_TOO_LARGE, INVALID_IMAGE, PipelineError
+from mt_photos_triton.pipelines.images import MAX_SIDE, probe
+from mt_photos_triton.repository import ModelConfig, loadable_models, scan, set_parameters, write_config
+
+
+def _model(repo: Path, name: str, **fields: object) -> ModelConfig:
+    config = ModelConfig(name=name, **fields)
+    return config
+
+
+def _python_model(repo: Path, name: str, bls: str = "") -> None:
+    config = ModelConfig(name=name, backend="python", max_batch_size=8)
+    set_parameters(config, {"family": "ocr", **({"bls_models": bls} if bls else {})})
+    write_config(repo / name, config)
+    (repo / name / "1").mkdir()
+    (repo / name / "1" / "model.py").write_text("")
+
+
+def test_scan_follows_bls_and_ensemble_dependencies(tmp_path: Path) -> None:
+    write_config(tmp_path / "det", ModelConfig(name="det", backend="onnxruntime", max_batch_size=8))
+    write_config(tmp_path / "rec", ModelConfig(name="rec", backend="onnxruntime", max_batch_size=8))
+    (tmp_path / "rec" / "1").mkdir()
+    (tmp_path / "rec" / "1" / "model.onnx").write_bytes(b"onnx")
+    _python_model(tmp_path, "ocr", bls="det, rec")
+    ensemble = ModelConfig(name="pipe", platform="ensemble", max_batch_size=8)
+    ensemble.ensemble_scheduling.step.add(model_name="rec", model_version=-1)
+    write_config(tmp_path / "pipe", ensemble)
+
+    statuses = scan(tmp_path)
+    assert statuses["det"].missing and "has not been exported" in statuses["det"].missing
+    assert statuses["ocr"].missing and statuses["ocr"].missing.startswith("needs 'det'")
+    assert statuses["ocr"].family == "ocr"
+    assert sorted(loadable_models(tmp_path)) == ["pipe", "rec"]
+
+
+def test_scan_reports_unknown_dependencies(tmp_path: Path) -> None:
+    _python_model(tmp_path, "faces", bls="face_det")
+    assert "not in the repository" in (scan(tmp_path)["faces"].missing or "")
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_probe_reads_size_from_the_header() -> None:
+    info = probe(_png(40, 30))
+    assert (info.format, info.width, info.height) == ("PNG", 40, 30)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", INVALID_IMAGE),
+        (b"not an image at all", INVALID_IMAGE),
+        (_png(MAX_SIDE + 1, 10), IMAGE_TOO_LARGE),
+        (_png(8000, 8000), IMAGE_TOO_LARGE),  # under the side limit, over the pixel budget
+    ],
+)
+def test_probe_refuses_before_decoding(data: bytes, code: str) -> None:
+    with pytest.raises(PipelineError) as caught:
+        probe(data)
+    assert caught.value.code == code
