@@ -23,6 +23,9 @@ DEFAULT_ONNX_FILENAME = "model.onnx"
 BLS_MODELS_PARAMETER = "bls_models"
 # Which `mt-photos-triton export` family provides a model.
 FAMILY_PARAMETER = "family"
+# Files (comma-separated, relative to the version folder) that export writes for a python model, such as a
+# tokenizer: until they exist the model is not loadable.
+REQUIRED_FILES_PARAMETER = "required_files"
 
 
 def read_config(model_dir: Path) -> ModelConfig:
@@ -103,7 +106,9 @@ def _own_files_missing(model_dir: Path, config: ModelConfig) -> str | None:
     if config.platform == "ensemble":
         return None
     if config.backend == "python":
-        return None if (version_dir / "model.py").is_file() else f"{version_dir / 'model.py'} is missing"
+        required = ["model.py", *(n.strip() for n in (parameter(config, REQUIRED_FILES_PARAMETER) or "").split(","))]
+        missing = [version_dir / name for name in required if name and not (version_dir / name).is_file()]
+        return f"{missing[0]} has not been exported" if missing else None
     if config.backend == "onnxruntime" or config.platform == "onnxruntime_onnx":
         weights = version_dir / (config.default_model_filename or DEFAULT_ONNX_FILENAME)
         return None if weights.is_file() else f"{weights} has not been exported"
