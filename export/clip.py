@@ -98,6 +98,7 @@ TEXT = "clip_text"
 TOKENIZE = "clip_tokenize"
 TEXTUAL = "clip_textual"
 PYTHON_MODELS = (PREPROCESS, TOKENIZE)
+CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)
 
 MAX_BATCH = 16
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
@@ -105,6 +106,7 @@ DECODE_THREADS = 4  # images of one execution decoded in parallel (Pillow releas
 QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for more
 TOKENIZER_SIDECAR = "tokenizer.json"
 MANIFEST = "export.json"
+REASON_CHARS = 160
 SINGLE_TEXT_INPUTS = ("text",)
 MCLIP_INPUTS = ("input_ids", "attention_mask")
 VERIFY_QUERIES = ("a photo of a red cat", "红色的花", "🌅 sunset at the beach")
@@ -317,17 +319,16 @@ def make_batchable(model: Any, feeds: dict[str, NDArray[Any]], what: str) -> tup
     """The rewritten model (None when the rewrite does not hold) and a line saying what happened."""
     import onnx
 
-    from export.batching import BatchRewriteError, batchable
+    from export.batching import batchable
 
     candidate = onnx.ModelProto()
     candidate.CopyFrom(model)
     follow_batch_in_expands(candidate)
     try:
         batched, difference = batchable(candidate, feeds)
-    except BatchRewriteError as error:
-        return None, f"{what}: no batch axis ({error}); served with a batch of 1"
-    except Exception as error:  # noqa: BLE001 - shape inference on a graph the rewrite does not understand
-        return None, f"{what}: no batch axis ({type(error).__name__}: {error}); served with a batch of 1"
+    except Exception as error:  # noqa: BLE001 - BatchRewriteError, or shape inference failing on the graph
+        reason = str(error).strip().splitlines()[0][:REASON_CHARS] if str(error).strip() else type(error).__name__
+        return None, f"{what}: no batch axis ({reason}); served with a batch of 1"
     drop_unused_initialisers(batched)
     return batched, f"{what}: batch axis added, batched vs batch-1 max abs diff {difference:.3g}"
 
