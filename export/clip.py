@@ -315,11 +315,66 @@ def drop_unused_initialisers(model: Any) -> None:
     model.graph.initializer.extend(keep)
 
 
+SCAN_MIN_OPSET = 13  # Unsqueeze/Squeeze take their axes as an input from opset 13 on
+
+
+def _opset(model: Any) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def wrap_in_scan(model: Any) -> Any:
+    """The batch-1 graph as the body of a Scan over the batch: any batch in, each item run exactly as the
+    shipped file runs it (no batched maths, but one encoder call per Triton batch). For graphs that fold the
+    batch into other axes (torch's `nn.MultiheadAttention` traces reshape to [seq, batch*heads, head_dim]),
+    where rewriting the constants cannot work."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if _opset(model) < SCAN_MIN_OPSET:
+        raise ValueError(f"opset {_opset(model)} < {SCAN_MIN_OPSET}")
+    inputs, outputs = _graph_inputs(model), list(model.graph.output)
+    axes = "scan__axes0"
+    renames = {v.name: f"{v.name}__one" for v in [*inputs, *outputs]}
+    body_nodes, body_inputs, body_outputs = [], [], []
+    for value in inputs:
+        body_inputs.append(helper.make_tensor_value_info(
+            f"{value.name}__item", value.type.tensor_type.elem_type, _static_dims(value)[1:]))
+        body_nodes.append(helper.make_node("Unsqueeze", [f"{value.name}__item", axes], [renames[value.name]]))
+    for node in model.graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.input[:] = [renames.get(n, n) for n in node.input]
+        copy.output[:] = [renames.get(n, n) for n in node.output]
+        body_nodes.append(copy)
+    for value in outputs:
+        body_nodes.append(helper.make_node("Squeeze", [renames[value.name], axes], [f"{value.name}__item"]))
+        body_outputs.append(helper.make_tensor_value_info(
+            f"{value.name}__item", value.type.tensor_type.elem_type, _static_dims(value)[1:]))
+    body = helper.make_graph(body_nodes, "per_item", body_inputs, body_outputs)
+    scan = helper.make_node("Scan", [v.name for v in inputs], [v.name for v in outputs], body=body,
+                            num_scan_inputs=len(inputs))
+    wrapped = onnx.ModelProto()
+    wrapped.CopyFrom(model)
+    del wrapped.graph.node[:]
+    del wrapped.graph.value_info[:]
+    wrapped.graph.node.append(scan)
+    wrapped.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), axes))
+    for value in [*_graph_inputs(wrapped), *wrapped.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        dims[0].Clear()
+        dims[0].dim_param = "batch"
+    return wrapped
+
+
 def make_batchable(model: Any, feeds: dict[str, NDArray[Any]], what: str) -> tuple[Any | None, str]:
-    """The rewritten model (None when the rewrite does not hold) and a line saying what happened."""
+    """The model with a free batch axis and a line saying how, or None when nothing holds.
+
+    First the constant rewrite (true batched maths); when its batched outputs do not equal batch-1 runs,
+    the Scan wrap (exact per item); each proven on `feeds` (several items) against the shipped graph.
+    """
     import onnx
 
-    from export.batching import batchable
+    from export.batching import VERIFY_TOLERANCE, batchable, max_batch_difference
 
     candidate = onnx.ModelProto()
     candidate.CopyFrom(model)
@@ -327,10 +382,25 @@ def make_batchable(model: Any, feeds: dict[str, NDArray[Any]], what: str) -> tup
     try:
         batched, difference = batchable(candidate, feeds)
     except Exception as error:  # noqa: BLE001 - BatchRewriteError, or shape inference failing on the graph
-        reason = str(error).strip().splitlines()[0][:REASON_CHARS] if str(error).strip() else type(error).__name__
-        return None, f"{what}: no batch axis ({reason}); served with a batch of 1"
-    drop_unused_initialisers(batched)
-    return batched, f"{what}: batch axis added, batched vs batch-1 max abs diff {difference:.3g}"
+        rewrite_failure = _reason(error)
+    else:
+        drop_unused_initialisers(batched)
+        return batched, f"{what}: batch axis added, batched vs batch-1 max abs diff {difference:.3g}"
+    del candidate
+    try:
+        wrapped = wrap_in_scan(model)
+        difference = max_batch_difference(model, wrapped, feeds)
+        if not difference <= VERIFY_TOLERANCE:
+            raise ValueError(f"batched outputs differ from batch-1 runs by {difference:.3g}")
+    except Exception as error:  # noqa: BLE001 - the wrap is refused or does not run
+        return None, f"{what}: no batch axis ({rewrite_failure}; scan: {_reason(error)}); served with a batch of 1"
+    return wrapped, (f"{what}: constants pin the batch ({rewrite_failure}); batch axis by a Scan over items, "
+                     f"batched vs batch-1 max abs diff {difference:.3g}")
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:REASON_CHARS] if text else type(error).__name__
 
 
 def output_dim(model: Any, feeds: dict[str, NDArray[Any]]) -> int:

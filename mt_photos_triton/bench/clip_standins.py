@@ -33,11 +33,16 @@ SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # XLM-R's ids 0..3
 MASK_TOKEN = "<mask>"
 
 
+BATCH_FIRST = "batch_first"  # HF text towers: view(batch, seq, heads, head_dim)
+TORCH_MHA = "torch_mha"  # open_clip's visual nn.MultiheadAttention: view(seq, batch*heads, head_dim)
+
+
 @dataclass(frozen=True)
 class TowerSize:
     width: int
     layers: int
     heads: int
+    attention: str = BATCH_FIRST
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class StandInSpec:
 DEFAULT_MODEL_SPEC = StandInSpec(
     image_size=224,
     patch_size=32,
-    visual=TowerSize(768, 12, 12),
+    visual=TowerSize(768, 12, 12, TORCH_MHA),
     text=TowerSize(768, 12, 12),
     vocab_size=250002,
     context_length=77,
@@ -106,8 +111,36 @@ class _GraphBuilder:
 
     def block(self, x: str, tokens: int, size: TowerSize, bias: str | None) -> str:
         """One pre-norm transformer block on [1, tokens, width]; reshape targets pin the batch to 1."""
-        head_dim = size.width // size.heads
         h = self.layer_norm(x, size.width)
+        attend = self.torch_attention if size.attention == TORCH_MHA else self.attention
+        x = self.op("Add", [x, attend(h, tokens, size, bias)])
+        h = self.linear(self.layer_norm(x, size.width), size.width, 4 * size.width)
+        h = self.op("Mul", [h, self.op("Sigmoid", [self.op("Mul", [h, self.const(np.array(QUICK_GELU, np.float32))])])])
+        return self.op("Add", [x, self.linear(h, 4 * size.width, size.width)])
+
+    def torch_attention(self, h: str, tokens: int, size: TowerSize, bias: str | None) -> str:
+        """Attention as torch traces nn.MultiheadAttention (need_weights=False) with the batch frozen to 1:
+        sequence-first, the batch folded into other axes ([seq, batch*heads, head_dim], [seq*batch, width])."""
+        head_dim = size.width // size.heads
+        h = self.op("Transpose", [h], perm=[1, 0, 2])  # [seq, batch, width]
+        q, k, v = (self.linear(h, size.width, size.width) for _ in range(3))
+        heads = []
+        for t in (q, k, v):
+            t = self.op("Transpose", [self.op("Reshape", [t, self.shape(tokens, size.heads, head_dim)])], perm=[1, 0, 2])
+            heads.append(self.op("Reshape", [t, self.shape(1, size.heads, tokens, head_dim)]))
+        q, k, v = heads
+        scores = self.op("MatMul", [q, self.op("Transpose", [k], perm=[0, 1, 3, 2])])
+        scores = self.op("Mul", [scores, self.const(np.array(head_dim**-0.5, np.float32))])
+        if bias is not None:
+            scores = self.op("Add", [scores, bias])
+        out = self.op("MatMul", [self.op("Softmax", [scores], axis=-1), v])  # [batch, heads, seq, head_dim]
+        out = self.op("Reshape", [self.op("Transpose", [out], perm=[2, 0, 1, 3]), self.shape(tokens, size.width)])
+        out = self.op("Reshape", [self.linear(out, size.width, size.width), self.shape(tokens, 1, size.width)])
+        return self.op("Transpose", [out], perm=[1, 0, 2])
+
+    def attention(self, h: str, tokens: int, size: TowerSize, bias: str | None) -> str:
+        """Batch-first attention as HF towers trace it: view(1, seq, heads, head_dim)."""
+        head_dim = size.width // size.heads
         q, k, v = (self.linear(h, size.width, size.width) for _ in range(3))
         split = self.shape(1, tokens, size.heads, head_dim)
         q = self.op("Transpose", [self.op("Reshape", [q, split])], perm=[0, 2, 1, 3])
@@ -118,10 +151,7 @@ class _GraphBuilder:
             scores = self.op("Add", [scores, bias])
         attention = self.op("MatMul", [self.op("Softmax", [scores], axis=-1), v])
         merged = self.op("Reshape", [self.op("Transpose", [attention], perm=[0, 2, 1, 3]), self.shape(1, tokens, size.width)])
-        x = self.op("Add", [x, self.linear(merged, size.width, size.width)])
-        h = self.linear(self.layer_norm(x, size.width), size.width, 4 * size.width)
-        h = self.op("Mul", [h, self.op("Sigmoid", [self.op("Mul", [h, self.const(np.array(QUICK_GELU, np.float32))])])])
-        return self.op("Add", [x, self.linear(h, 4 * size.width, size.width)])
+        return self.linear(merged, size.width, size.width)
 
     def l2_normalise(self, x: str, output: str) -> str:
         norm = self.op("ReduceL2", [x], axes=[-1], keepdims=1)

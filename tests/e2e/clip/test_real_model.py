@@ -36,13 +36,14 @@ def real_model_dir() -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def real_model(triton: TritonHarness) -> Path:
+def real_model(request: pytest.FixtureRequest) -> Path:
     directory = real_model_dir()
     if directory is None:
         pytest.skip(
             f"real CLIP model files not present: set CLIP_REAL_MODEL_DIR to a directory with immich's "
             f"{DEFAULT_MODEL} files ({', '.join(REQUIRED)}); they cannot be downloaded here"
         )
+    triton: TritonHarness = request.getfixturevalue("triton")  # started only when there is something to test
     triton.install_committed(*CLIP_MODELS)
     result = export(repository=triton.repository, model=DEFAULT_MODEL, source=str(directory), force=True)
     print("\n" + result.summary())

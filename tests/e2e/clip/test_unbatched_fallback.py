@@ -1,4 +1,4 @@
-"""An encoder the batch rewrite cannot handle is served with a batch of 1, and the ensemble still works."""
+"""Encoders the constant rewrite cannot batch: wrapped in a Scan (batched), or served with a batch of 1."""
 
 from __future__ import annotations
 
@@ -20,24 +20,26 @@ from tests.unit.clip.test_export import folded_batch_visual
 pytestmark = pytest.mark.e2e
 
 
-def test_unbatched_visual_serves_through_the_ensemble(triton: TritonHarness, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("opset", "max_batch"), [(17, 16), (11, 1)], ids=["scan-wrapped", "batch-of-one"])
+def test_fallbacks_serve_through_the_ensemble(triton: TritonHarness, tmp_path: Path, opset: int, max_batch: int) -> None:
     import onnxruntime as ort
 
     source = write_immich_layout(tmp_path / "folded", StandInSpec())
-    folded_batch_visual(source / "visual" / "model.onnx")
+    folded_batch_visual(source / "visual" / "model.onnx", opset=opset)
     triton.install_committed(*CLIP_MODELS)
     result = export(repository=triton.repository, model=None, source=str(source), force=True)
-    assert read_config(triton.repository / "clip_image").max_batch_size == 1, result.notes
+    assert read_config(triton.repository / "clip_image").max_batch_size == max_batch, result.notes
     triton.load(IMAGE, TEXT)
     try:
-        data = encode(photo(64, 48, 3), "PNG")
-        tensor = triton_http.InferInput("image_bytes", [1, 1], "BYTES")
-        tensor.set_data_from_numpy(np.array([[data]], dtype=np.object_), binary_data=True)
+        images = [encode(photo(64, 48 + i, i), "PNG") for i in range(min(3, max_batch))]
+        tensor = triton_http.InferInput("image_bytes", [len(images), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[d] for d in images], dtype=np.object_), binary_data=True)
         client = triton.client()
-        got = client.infer(IMAGE, [tensor]).as_numpy("embedding")[0]
+        got = client.infer(IMAGE, [tensor]).as_numpy("embedding")
         client.close()
         session = ort.InferenceSession(str(source / "visual" / "model.onnx"), providers=["CPUExecutionProvider"])
-        want = session.run(None, {"input.1": reference_model_image_input(data, source)})[0][0]
+        want = np.concatenate([session.run(None, {"input.1": reference_model_image_input(d, source)})[0] for d in images])
+        assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-5
     finally:
         triton.unload(IMAGE, TEXT, *CLIP_MODELS)

@@ -48,8 +48,9 @@ def test_static_batch_graph_gets_a_verified_batch_axis(layout: Path) -> None:
     assert batched.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
-def folded_batch_visual(path: Path) -> None:
-    """A graph whose batch is folded into a non-leading dim ([3, 1024] = [batch*3, 1024]): not rewritable."""
+def folded_batch_visual(path: Path, opset: int = 17) -> None:
+    """A graph whose batch is folded into a non-leading dim ([3, 1024] = [batch*3, 1024]), like torch's
+    attention traces ([seq, batch*heads, head_dim]): the constant rewrite cannot give it a batch axis."""
     nodes = [
         helper.make_node("Reshape", ["input.1", "fold"], ["folded"]),
         helper.make_node("ReduceMean", ["folded"], ["means"], axes=[1], keepdims=0),
@@ -67,19 +68,36 @@ def folded_batch_visual(path: Path) -> None:
         nodes, "folded", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 32, 32])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16])], inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.save(model, str(path))
 
 
-def test_unrewritable_encoder_is_served_with_a_batch_of_one(layout: Path, tmp_path: Path) -> None:
+def test_folded_batch_graph_is_wrapped_in_a_scan(layout: Path, tmp_path: Path) -> None:
     source = tmp_path / "folded"
     shutil.copytree(layout, source)
     folded_batch_visual(source / "visual" / "model.onnx")
     repository = tmp_path / "repository"
     result = clip_export.export(repository, None, str(source), force=False)
     print("\n" + result.summary())
-    assert any("visual: no batch axis" in n for n in result.notes)
+    assert any("visual: constants pin the batch" in n and "Scan" in n for n in result.notes)
+    assert read_config(repository / "clip_visual").max_batch_size == clip_export.MAX_BATCH
+    written = ort.InferenceSession(str(repository / "clip_visual" / "1" / "model.onnx"))
+    shipped = ort.InferenceSession(str(source / "visual" / "model.onnx"))
+    images = np.random.default_rng(2).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    together = written.run(None, {"image": images})[0]
+    alone = np.concatenate([shipped.run(None, {"input.1": images[i : i + 1]})[0] for i in range(4)])
+    assert together.shape == (4, 16) and np.abs(together - alone).max() <= 1e-6
+
+
+def test_graph_neither_rewrite_handles_is_served_with_a_batch_of_one(layout: Path, tmp_path: Path) -> None:
+    source = tmp_path / "folded-old-opset"
+    shutil.copytree(layout, source)
+    folded_batch_visual(source / "visual" / "model.onnx", opset=11)  # too old for the Scan wrap
+    repository = tmp_path / "repository"
+    result = clip_export.export(repository, None, str(source), force=False)
+    print("\n" + result.summary())
+    assert any("visual: no batch axis" in n and "served with a batch of 1" in n for n in result.notes)
     assert read_config(repository / "clip_visual").max_batch_size == 1
     assert read_config(repository / "clip_image").max_batch_size == 1
     assert read_config(repository / "clip_textual").max_batch_size == clip_export.MAX_BATCH
