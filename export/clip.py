@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,7 @@ QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for
 TOKENIZER_SIDECAR = "tokenizer.json"
 MANIFEST = "export.json"
 REASON_CHARS = 160
+PROTOBUF_LIMIT = 2**31 - 1
 SINGLE_TEXT_INPUTS = ("text",)
 MCLIP_INPUTS = ("input_ids", "attention_mask")
 VERIFY_QUERIES = ("a photo of a red cat", "红色的花", "🌅 sunset at the beach")
@@ -128,7 +129,6 @@ class Contract:
     dim: int = 0
     visual_batch: int = MAX_BATCH
     textual_batch: int = MAX_BATCH
-    notes: list[str] = field(default_factory=list)
 
     @property
     def mclip(self) -> bool:
@@ -575,17 +575,15 @@ def _install_python_model(repository: Path, name: str) -> None:
     shutil.copy2(source, target)
 
 
-def _save_onnx(model: Any | None, original_files: list[Path], target_dir: Path) -> None:
+def _save_onnx(model: Any, target_dir: Path) -> None:
+    """model.onnx, with its weights in model.onnx.data when the graph is over protobuf's 2 GB limit."""
     import onnx
 
     target_dir.mkdir(parents=True, exist_ok=True)
-    for old in _onnx_files(target_dir / "model.onnx") if (target_dir / "model.onnx").exists() else []:
-        old.unlink()
-    if model is None:  # the file as shipped (with its external data, if any)
-        for file in original_files:
-            shutil.copy2(file, target_dir / file.name)
-        return
-    onnx.save(model, str(target_dir / "model.onnx"))
+    if model.ByteSize() < PROTOBUF_LIMIT:
+        onnx.save(model, str(target_dir / "model.onnx"))
+    else:
+        onnx.save(model, str(target_dir / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
 
 
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
@@ -607,6 +605,7 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         }
 
+        stage = Path(work) / "stage"  # nothing reaches the repository before both encoders are proven
         visual_file = directory / "visual" / "model.onnx"
         visual = _load(visual_file)
         name_visual_tensors(visual)
@@ -615,6 +614,9 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         visual_batched, line = make_batchable(visual, image_feeds, "visual")
         result.notes.append(line)
         contract.visual_batch = MAX_BATCH if visual_batched is not None else UNBATCHED
+        # the renamed tensors must reach the file even when it is served as shipped
+        _save_onnx(visual_batched or visual, stage / VISUAL)
+        del visual, visual_batched  # the text tower can be large too (XLM-R's embeddings alone are 0.8 GB)
 
         textual_file = directory / "textual" / "model.onnx"
         textual = _load(textual_file)
@@ -631,10 +633,16 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         textual_batched, line = make_batchable(textual, text_feeds, "textual")
         result.notes.append(line)
         contract.textual_batch = MAX_BATCH if textual_batched is not None else UNBATCHED
+        _save_onnx(textual_batched or textual, stage / TEXTUAL)
+        del textual, textual_batched
 
-        # renamed tensors must reach the file even when it is served unbatched
-        _save_onnx(visual_batched or visual, [visual_file], repository / VISUAL / "1")
-        _save_onnx(textual_batched or textual, [textual_file], repository / TEXTUAL / "1")
+        for model_name in (VISUAL, TEXTUAL):
+            target = repository / model_name / "1"
+            target.mkdir(parents=True, exist_ok=True)
+            for old in target.glob("model.onnx*"):
+                old.unlink()
+            for file in (stage / model_name).iterdir():
+                shutil.move(str(file), target / file.name)
         (repository / TOKENIZE / "1").mkdir(parents=True, exist_ok=True)
         shutil.copy2(tokenizer_file, repository / TOKENIZE / "1" / TOKENIZER_SIDECAR)
         for python_model in PYTHON_MODELS:
