@@ -91,7 +91,9 @@ async def clip_txt(request: Request[Any, Any, Any], backend: Backend) -> Respons
     text = text_from_body(await request.body())
     if isinstance(text, Response):
         return text
-    return await embed(backend, CLIP_TEXT_MODEL, {"text": np.array([[text.encode()]], dtype=np.object_)}, "/clip/txt")
+    # a lone surrogate ("\ud800" is valid JSON) cannot be UTF-8: it becomes U+FFFD rather than a 500
+    data = text.encode("utf-8", errors="replace")
+    return await embed(backend, CLIP_TEXT_MODEL, {"text": np.array([[data]], dtype=np.object_)}, "/clip/txt")
 
 
 HANDLERS = [clip_img, clip_txt]

@@ -52,6 +52,12 @@ def test_text_route_sends_the_text(client: TestClient, backend: FakeBackend) -> 
     assert model == "clip_text" and inputs["text"][0, 0].decode() == "红色的花"
 
 
+def test_lone_surrogate_is_not_a_server_error(client: TestClient, backend: FakeBackend) -> None:
+    response = client.post("/clip/txt", content=b'{"text":"red \\ud800"}', headers={**KEY, "content-type": "application/json"})
+    assert response.status_code == 200 and response.json() == {"result": STRINGS}
+    assert backend.calls[0][1]["text"][0, 0] == "red ?".encode()
+
+
 def test_oversized_image_is_refused_from_its_header(client: TestClient, backend: FakeBackend) -> None:
     response = client.post("/clip/img", files={"file": ("w.png", png(10001, 3), "image/png")}, headers=KEY)
     assert response.json() == {"result": [], "msg": "height or width out of range"}
