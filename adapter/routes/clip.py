@@ -91,7 +91,7 @@ async def clip_txt(request: Request[Any, Any, Any], backend: Backend) -> Respons
     text = text_from_body(await request.body())
     if isinstance(text, Response):
         return text
-    # a lone surrogate ("\ud800" is valid JSON) cannot be UTF-8: it becomes U+FFFD rather than a 500
+    # a lone surrogate ("\ud800" is valid JSON) has no UTF-8 form: it becomes "?" rather than a 500
     data = text.encode("utf-8", errors="replace")
     return await embed(backend, CLIP_TEXT_MODEL, {"text": np.array([[data]], dtype=np.object_)}, "/clip/txt")
 
