@@ -12,12 +12,17 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
-from adapter.backend import BackendUnavailable, InferenceBackend, TritonBackend
+from adapter.backend import BackendUnavailable, InferenceBackend, PooledBackend, TritonBackend, split_urls
 from adapter.deps import AppSettings, Backend
-from adapter.responses import json_response
+from adapter.metrics import Metrics, metrics_middleware
+from adapter.responses import json_bytes, json_response
+from adapter.schemas import CheckBody, PassBody, answers
 from adapter.routes import clip, faces, ocr
 from adapter.settings import Settings
+from mt_photos_triton import __version__
 from mt_photos_triton.families import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ STATUS_PAGE = """<!DOCTYPE html>
 </body>
 </html>"""
 
+API_KEY_SCHEME = "apiKey"
 CHECK_TITLE = "mt-photos-ai服务"
 CHECK_HELP = "https://mtmt.tech/docs/advanced/ocr_api"
 FACIAL_MAX_DISTANCE = 0.5
@@ -52,9 +58,32 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     """Framework errors (404, 405, 413, ...) in the reference's `{"detail": ...}` shape; anything else is a
     logged traceback and a bare 500 (no exception text reaches the client)."""
     if isinstance(exc, HTTPException) and exc.status_code < 500:
-        return json_response({"detail": exc.detail}, status_code=exc.status_code)
+        response = json_response({"detail": exc.detail}, status_code=exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. 405's Allow
+        return response
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"detail": "Internal Server Error"}, status_code=500)
+
+
+def body_limit_middleware(limit: int) -> Callable[[Any], Any]:
+    """Refuse a declared Content-Length over `limit` before any of the body is read (Litestar's own
+    `request_max_body_size` covers chunked bodies, when a handler reads them)."""
+    too_large = json_bytes({"detail": "Request Entity Too Large"})
+
+    def wrap(app: Any) -> Any:
+        async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                declared = dict(scope["headers"]).get(b"content-length", b"")
+                if declared.isdigit() and int(declared) > limit:
+                    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(too_large))]
+                    await send({"type": "http.response.start", "status": 413, "headers": headers})
+                    await send({"type": "http.response.body", "body": too_large})
+                    return
+            await app(scope, receive, send)
+
+        return middleware
+
+    return wrap
 
 
 @get("/", media_type="text/html", include_in_schema=False)
@@ -62,7 +91,7 @@ async def index() -> str:
     return STATUS_PAGE
 
 
-@post("/check", status_code=200)
+@post("/check", status_code=200, responses=answers(CheckBody))
 async def check(settings: AppSettings) -> Response[bytes]:
     return json_response(
         {
@@ -78,7 +107,7 @@ async def check(settings: AppSettings) -> Response[bytes]:
     )
 
 
-@post(["/restart", "/restart_v2"], status_code=200)
+@post(["/restart", "/restart_v2"], status_code=200, responses=answers(PassBody))
 async def restart() -> Response[bytes]:
     # Nothing to free: models live in Triton. MT Photos calls this between OCR jobs.
     return json_response({"result": "pass"})
@@ -117,9 +146,24 @@ async def ready(backend: Backend) -> Response[bytes]:
     return json_response(body, status_code=503 if failed else 200)
 
 
+@get("/metrics", include_in_schema=False)
+async def metrics_route(backend: Backend, state: State) -> Response[bytes]:
+    health = backend.health() if isinstance(backend, PooledBackend) else {}
+    body, content_type = state.metrics.render(health)
+    return Response(content=body, media_type=content_type)
+
+
+def default_backend(settings: Settings) -> PooledBackend:
+    servers = [TritonBackend(url, settings.inference_timeout_s) for url in split_urls(settings.triton_url)]
+    return PooledBackend(servers, settings.max_in_flight)
+
+
 def create_app(settings: Settings, backend_factory: BackendFactory | None = None) -> Litestar:
     """The app for `settings`; `backend_factory` replaces the Triton client (unit tests hand in a fake)."""
-    make_backend = backend_factory or (lambda s: TritonBackend(s.triton_url, s.inference_timeout_s))
+    if settings.refuse_default_key and settings.uses_default_key:
+        raise ValueError("API_AUTH_KEY is the public default and REFUSE_DEFAULT_KEY is set: set a key of your own")
+    make_backend = backend_factory or default_backend
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -130,6 +174,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
                 settings.api_auth_key,
             )
         app.state.backend = make_backend(settings)
+        if isinstance(app.state.backend, PooledBackend):
+            app.state.backend.start()
         try:
             yield
         finally:
@@ -143,18 +189,33 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
 
     protected = Router(
         path="/",
+        security=[{API_KEY_SCHEME: []}],
         route_handlers=[check, restart, *ocr.HANDLERS, *faces.HANDLERS, *clip.HANDLERS],
         before_request=require_api_key,
     )
-    return Litestar(
-        route_handlers=[index, live, ready, protected],
-        state=State({"settings": settings}),
+    app = Litestar(
+        route_handlers=[index, live, ready, metrics_route, protected],
+        state=State({"settings": settings, "metrics": metrics}),
+        request_max_body_size=settings.max_body_bytes,
         dependencies={
             "backend": Provide(provide_backend, sync_to_thread=False),
             "settings": Provide(provide_settings, sync_to_thread=False),
         },
         exception_handlers={HTTPException: http_exception_handler, Exception: http_exception_handler},
+        openapi_config=OpenAPIConfig(
+            title="mt-photos-triton",
+            version=__version__,
+            description="The MT Photos AI API (CLIP, OCR, faces) served by Triton Inference Server",
+            components=Components(
+                security_schemes={
+                    API_KEY_SCHEME: SecurityScheme(type="apiKey", name="api-key", security_scheme_in="header")
+                }
+            ),
+        ),
         lifespan=[lifespan],
         logging_config=None,
     )
+    # Around Litestar's whole handler, not per route: 404/405 answers are counted and limited too.
+    app.asgi_handler = metrics_middleware(metrics)(body_limit_middleware(settings.max_body_bytes)(app.asgi_handler))
+    return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ class ModelUnavailable(BackendError):
     def __init__(self, model: str) -> None:
         super().__init__(model)
         self.model = model
+
+
+class Overloaded(BackendError):
+    """Too many requests are in flight; the caller should retry later."""
 
 
 class InferenceFailed(BackendError):
@@ -126,3 +131,125 @@ class TritonBackend:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+@dataclass
+class Member:
+    """One server of the pool and what we last learnt of its health."""
+
+    backend: Any  # an InferenceBackend with a `url` (TritonBackend)
+    healthy: bool = True
+    failures: int = 0
+
+
+class PooledBackend:
+    """Several Triton servers behind one InferenceBackend.
+
+    Requests go round-robin to the healthy servers. A server that cannot be reached is marked unhealthy and the
+    request is retried once on another (inference is idempotent); a background probe re-admits it when its
+    readiness returns. With no healthy server the call fails at once instead of waiting. At most
+    `max_in_flight` inferences run at a time; beyond that the call fails with Overloaded.
+    """
+
+    def __init__(self, backends: Sequence[Any], max_in_flight: int, probe_interval_s: float = 2.0) -> None:
+        if not backends:
+            raise ValueError("at least one Triton server is needed")
+        self.members = [Member(backend) for backend in backends]
+        self.max_in_flight = max_in_flight
+        self.probe_interval_s = probe_interval_s
+        self.in_flight = 0
+        self._next = 0
+        self._probe_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin probing unhealthy servers (needs a running event loop)."""
+        if self._probe_task is None:
+            self._probe_task = asyncio.get_running_loop().create_task(self._probe_forever())
+
+    def _healthy(self) -> list[Member]:
+        return [m for m in self.members if m.healthy]
+
+    def _pick(self, exclude: Member | None = None) -> Member | None:
+        candidates = [m for m in self._healthy() if m is not exclude]
+        if not candidates:
+            return None
+        self._next = (self._next + 1) % len(candidates)
+        return candidates[self._next]
+
+    def _mark_down(self, member: Member, error: BackendError) -> None:
+        if member.healthy:
+            log.warning("Triton at %s is unavailable (%s): taken out of rotation", member.backend.url, error)
+        member.healthy = False
+        member.failures += 1
+
+    async def infer(
+        self, model: str, inputs: Mapping[str, NDArray[Any]], outputs: Sequence[str]
+    ) -> dict[str, NDArray[Any]]:
+        if self.in_flight >= self.max_in_flight:
+            raise Overloaded(f"{self.in_flight} requests in flight")
+        self.in_flight += 1
+        try:
+            tried: Member | None = None
+            for _ in range(2):  # the first healthy server, then one retry on another
+                member = self._pick(exclude=tried)
+                if member is None:
+                    break
+                try:
+                    return await member.backend.infer(model, inputs, outputs)
+                except BackendUnavailable as error:
+                    self._mark_down(member, error)
+                    tried = member
+            raise BackendUnavailable("no Triton server is available")
+        finally:
+            self.in_flight -= 1
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_interval_s)
+            await self.probe()
+
+    async def _refresh(self, member: Member) -> bool:
+        if await member.backend.server_ready():
+            if not member.healthy:
+                log.info("Triton at %s is ready again: back in rotation", member.backend.url)
+            member.healthy = True
+        else:
+            self._mark_down(member, BackendUnavailable("not ready"))
+        return member.healthy
+
+    async def probe(self) -> None:
+        """Re-admit unhealthy servers whose readiness returned."""
+        for member in self.members:
+            if not member.healthy:
+                await self._refresh(member)
+
+    async def server_ready(self) -> bool:
+        """Whether any server is ready, refreshing every server's health on the way."""
+        states = [await self._refresh(member) for member in self.members]
+        return any(states)
+
+    async def models(self) -> list[ModelState]:
+        """The model states of the first healthy server (all servers serve the same repository)."""
+        for member in self._healthy() or self.members:
+            try:
+                return await member.backend.models()
+            except BackendUnavailable as error:
+                self._mark_down(member, error)
+        raise BackendUnavailable("no Triton server is available")
+
+    def health(self) -> dict[str, bool]:
+        return {m.backend.url: m.healthy for m in self.members}
+
+    async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+            self._probe_task = None
+        for member in self.members:
+            await member.backend.close()
+
+
+def split_urls(value: str) -> list[str]:
+    """TRITON_URL may list several servers, separated by commas or spaces."""
+    return [url for url in value.replace(",", " ").split() if url]

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.datastructures import UploadFile
 
-from adapter.backend import BackendError, BackendUnavailable, InferenceFailed, ModelUnavailable
+from adapter.backend import BackendError, BackendUnavailable, InferenceFailed, ModelUnavailable, Overloaded
 from mt_photos_triton import errors
 from mt_photos_triton.families import family_of
 
@@ -22,6 +22,7 @@ MSG_INVALID_IMAGE = "Invalid image format"
 MSG_INVALID_FACE_IMAGE = "The uploaded file is not a valid image format or is corrupted."
 MSG_TOO_LARGE = "height or width out of range"
 MSG_SERVER_UNAVAILABLE = "inference server unavailable"
+MSG_BUSY = "server busy, retry later"
 MSG_INTERNAL = "internal error"
 
 
@@ -72,6 +73,8 @@ def backend_error_response(
         msg = model_missing_msg(error.model)
     elif isinstance(error, BackendUnavailable):
         msg = MSG_SERVER_UNAVAILABLE
+    elif isinstance(error, Overloaded):
+        msg = MSG_BUSY
     elif isinstance(error, InferenceFailed) and error.code == errors.INVALID_IMAGE:
         msg = invalid_image_msg
     elif isinstance(error, InferenceFailed) and error.code == errors.IMAGE_TOO_LARGE:

@@ -24,6 +24,14 @@ class Settings:
     face_min_score: float = 0.65
     # seconds one inference may take before the route answers with an error
     inference_timeout_s: float = 60.0
+    # inferences running at once; more get a "busy" answer at once instead of queueing without bound
+    max_in_flight: int = 64
+    # largest request body accepted (HTTP 413 beyond)
+    max_body_mb: float = 50.0
+    # "text" or "json" (one JSON object per line)
+    log_format: str = "text"
+    # refuse to start while API_AUTH_KEY is the public default
+    refuse_default_key: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -36,12 +44,25 @@ class Settings:
                 continue
             kind = type(field.default)
             try:
-                values[field.name] = kind(raw)
+                values[field.name] = _parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as error:
                 raise ValueError(f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from error
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
     @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
     def uses_default_key(self) -> bool:
         return self.api_auth_key == DEFAULT_API_KEY
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -82,7 +82,15 @@ def add_batch_axis(model: onnx.ModelProto) -> onnx.ModelProto:
         dims[0].Clear()
         dims[0].dim_param = BATCH_DIM
     del rewritten.graph.value_info[:]
+    _drop_unused_initializers(rewritten)
     return rewritten
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
 
 
 def max_batch_difference(

@@ -117,6 +117,8 @@ def assemble_backends(bundle: Bundle, target: Path) -> Path:
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as servers bind: connections in TIME_WAIT (after a restart) do not make the port busy
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -225,7 +227,7 @@ class EmbeddedTriton:
         self.repository = Path(self.repository).resolve()
         if not self.repository.is_dir():
             raise EmbeddedTritonError(f"model repository {self.repository} does not exist")
-        self.ports = choose_ports(self.ports or None)
+        self.ports = choose_ports(self.ports or None)  # a restart keeps its ports where they are still free
         self._workdir = Path(tempfile.mkdtemp(prefix="mt-photos-triton-"))
         backend_dir = assemble_backends(bundle, self._workdir / "backends")
         env = dict(os.environ)
@@ -280,6 +282,10 @@ class EmbeddedTriton:
         raise EmbeddedTritonError(
             f"tritonserver was not ready after {self.ready_timeout_s:.0f} s; its log ends:\n{self.log_tail()}"
         )
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._process is None else self._process.poll()
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None

@@ -57,8 +57,26 @@ def accelerator_variants(config: ModelConfig) -> dict[str, ModelConfig]:
     return {"gpu": gpu, "openvino": openvino}
 
 
+# Backpressure: a dynamically batched model queues at most this many requests, each at most this long, and
+# rejects the rest at once (the adapter answers "busy" instead of letting requests pile up without bound).
+QUEUE_MAX_SIZE = 256
+QUEUE_TIMEOUT_US = 30_000_000
+
+
+def bound_queue(config: ModelConfig) -> None:
+    """Give a dynamically batched model a bounded queue with a timeout, unless it already has a policy."""
+    if not config.HasField("dynamic_batching") or config.dynamic_batching.HasField("default_queue_policy"):
+        return
+    policy = config.dynamic_batching.default_queue_policy
+    policy.timeout_action = model_config_pb2.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = QUEUE_TIMEOUT_US
+    policy.allow_timeout_override = True
+    policy.max_queue_size = QUEUE_MAX_SIZE
+
+
 def write_config(model_dir: Path, config: ModelConfig) -> None:
-    """`config.pbtxt`, and for onnxruntime models the accelerator variants under `configs/`."""
+    """`config.pbtxt` (with a bounded queue), and for onnxruntime models the accelerator variants."""
+    bound_queue(config)
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / CONFIG_NAME).write_text(text_format.MessageToString(config))
     variants = accelerator_variants(config)

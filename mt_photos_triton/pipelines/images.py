@@ -32,6 +32,7 @@ def probe(data: bytes) -> ImageInfo:
     """Format and size from the header alone; PipelineError when the bytes are no acceptable image."""
     if not data:
         raise PipelineError(INVALID_IMAGE, "empty file")
+    Image.init()  # registers every plugin: Image.open(formats=...) fails on a name not yet registered (MPO)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -71,6 +71,7 @@ def test_framework_errors_keep_the_detail_shape(client: TestClient) -> None:
     response = client.get("/check", headers={"api-key": KEY})
     assert response.status_code == 405
     assert response.content == b'{"detail":"Method Not Allowed"}'
+    assert "POST" in response.headers["allow"]
 
 
 def test_index_and_liveness_need_no_key(client: TestClient) -> None:

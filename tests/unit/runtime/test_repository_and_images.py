@@ -72,3 +72,17 @@ def test_probe_refuses_before_decoding(data: bytes, code: str) -> None:
     with pytest.raises(PipelineError) as caught:
         probe(data)
     assert caught.value.code == code
+
+
+def test_written_configs_get_a_bounded_rejecting_queue(tmp_path: Path) -> None:
+    from mt_photos_triton.repository import QUEUE_MAX_SIZE, read_config
+
+    config = ModelConfig(name="m", backend="python", max_batch_size=8)
+    config.dynamic_batching.max_queue_delay_microseconds = 1000
+    write_config(tmp_path / "m", config)
+    policy = read_config(tmp_path / "m").dynamic_batching.default_queue_policy
+    assert policy.max_queue_size == QUEUE_MAX_SIZE
+    assert policy.default_timeout_microseconds > 0
+    assert policy.timeout_action == policy.REJECT
+    write_config(tmp_path / "plain", ModelConfig(name="plain", backend="python"))
+    assert not read_config(tmp_path / "plain").HasField("dynamic_batching")

@@ -1,0 +1,92 @@
+"""Prometheus metrics of the adapter: requests and latency by route and outcome, in flight, rejections,
+per-backend health. One registry per app (no module-level state)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from adapter.responses import MSG_BUSY
+
+ROUTES = frozenset(
+    {"/", "/check", "/restart", "/restart_v2", "/clip/img", "/clip/txt", "/ocr", "/represent",
+     "/health/live", "/health/ready", "/metrics"}
+)
+ERROR_BODY_PREFIX = b'{"result":[],"msg":'
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+REJECTIONS = {401: "unauthorized", 413: "too_large"}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mtphotos_requests", "HTTP requests by route and outcome (ok, error = the spec's msg body, http_NNN)",
+            ["route", "outcome"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mtphotos_request_seconds", "HTTP request latency by route", ["route"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.in_flight = Gauge("mtphotos_in_flight_requests", "HTTP requests being handled", registry=self.registry)
+        self.rejected = Counter(
+            "mtphotos_rejected", "requests refused before inference (busy, too_large, unauthorized)", ["reason"],
+            registry=self.registry,
+        )
+        self.backend_up = Gauge(
+            "mtphotos_backend_up", "1 when the Triton server is in rotation", ["url"], registry=self.registry
+        )
+
+    def render(self, backend_health: dict[str, bool]) -> tuple[bytes, str]:
+        for url, healthy in backend_health.items():
+            self.backend_up.labels(url=url).set(1 if healthy else 0)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def record(self, path: str, status: int, first_body: bytes, seconds: float) -> None:
+        route = path if path in ROUTES else "other"
+        if status == 200 and first_body.startswith(ERROR_BODY_PREFIX):
+            outcome = "error"
+            if MSG_BUSY.encode() in first_body:
+                self.rejected.labels(reason="busy").inc()
+        elif 200 <= status < 300:
+            outcome = "ok"
+        else:
+            outcome = f"http_{status}"
+            if status in REJECTIONS:
+                self.rejected.labels(reason=REJECTIONS[status]).inc()
+        self.requests.labels(route=route, outcome=outcome).inc()
+        self.latency.labels(route=route).observe(seconds)
+
+
+def metrics_middleware(metrics: Metrics) -> Callable[[Any], Any]:
+    """An ASGI middleware factory recording every HTTP request in `metrics`."""
+
+    def wrap(app: Any) -> Any:
+        async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            seen: dict[str, Any] = {"status": 500, "body": b""}
+
+            async def capture(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    seen["status"] = message["status"]
+                elif message["type"] == "http.response.body" and not seen["body"]:
+                    seen["body"] = bytes(message.get("body", b""))[: len(ERROR_BODY_PREFIX) + 64]
+                await send(message)
+
+            metrics.in_flight.inc()
+            try:
+                await app(scope, receive, capture)
+            finally:
+                metrics.in_flight.dec()
+                metrics.record(scope["path"], seen["status"], seen["body"], time.perf_counter() - start)
+
+        return middleware
+
+    return wrap

@@ -1,0 +1,49 @@
+"""Request-size limit, the default-key refusal, and what /metrics counts."""
+
+from __future__ import annotations
+
+import pytest
+from litestar.testing import TestClient
+
+from adapter import Settings, create_app
+from tests.unit.adapter.fakes import FakeBackend
+
+KEY = "mt_photos_ai_extra"
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))  # Prometheus sorts labels
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{wanted}}}") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_bodies_over_the_limit_get_413() -> None:
+    settings = Settings.from_env({"MAX_BODY_MB": "0.01"})
+    with TestClient(create_app(settings, backend_factory=lambda _: FakeBackend())) as client:
+        response = client.post("/check", headers={"api-key": KEY}, content=b"x" * 20_000)
+    assert response.status_code == 413
+    assert list(response.json()) == ["detail"]
+
+
+def test_default_key_can_be_refused() -> None:
+    with pytest.raises(ValueError, match="REFUSE_DEFAULT_KEY"):
+        create_app(Settings.from_env({"REFUSE_DEFAULT_KEY": "true"}))
+    create_app(Settings.from_env({"REFUSE_DEFAULT_KEY": "true", "API_AUTH_KEY": "mine"}))
+    with pytest.raises(ValueError, match="REFUSE_DEFAULT_KEY"):
+        Settings.from_env({"REFUSE_DEFAULT_KEY": "perhaps"})
+
+
+def test_metrics_count_requests_by_route_and_outcome() -> None:
+    with TestClient(create_app(Settings(), backend_factory=lambda _: FakeBackend())) as client:
+        for _ in range(3):
+            client.post("/check", headers={"api-key": KEY})
+        client.post("/check", headers={"api-key": "wrong"})
+        client.get("/no/such/path")
+        text = client.get("/metrics").text
+    assert _metric(text, "mtphotos_requests_total", route="/check", outcome="ok") == 3
+    assert _metric(text, "mtphotos_requests_total", route="/check", outcome="http_401") == 1
+    assert _metric(text, "mtphotos_requests_total", route="other", outcome="http_404") == 1
+    assert _metric(text, "mtphotos_rejected_total", reason="unauthorized") == 1
+    assert _metric(text, "mtphotos_request_seconds_count", route="/check") == 4
