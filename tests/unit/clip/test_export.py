@@ -200,3 +200,17 @@ def test_unreachable_hub_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(huggingface_hub, "HfApi", refuse)
     with pytest.raises(ExportError, match="HF_ENDPOINT"):
         clip_export.export(tmp_path / "r", clip_export.DEFAULT_MODEL, None, force=False)
+
+
+def test_committed_configs_are_what_export_writes_for_the_default_model(tmp_path: Path) -> None:
+    from mt_photos_triton.bench.clip_standins import CLIP_MEAN, CLIP_STD
+    from mt_photos_triton.repository import write_config
+
+    committed = Path(__file__).resolve().parents[3] / "model_repository"
+    default = clip_export.Contract(
+        name=clip_export.DEFAULT_MODEL, image_size=224, mean=list(CLIP_MEAN), std=list(CLIP_STD), context_length=77,
+        pad_token="<pad>", canonicalize=False, text_inputs=clip_export.SINGLE_TEXT_INPUTS, dim=512,
+    )
+    for name, config in clip_export.build_configs(default).items():
+        write_config(tmp_path / name, config)
+        assert (tmp_path / name / "config.pbtxt").read_text() == (committed / name / "config.pbtxt").read_text(), name
