@@ -109,7 +109,6 @@ MAX_BATCH = 16
 VISUAL_INSTANCES = 2
 TEXTUAL_INSTANCES = 1  # the text tower is the big one (XLM-R's embeddings alone are 0.8 GB)
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
-DECODE_THREADS = 4  # images of one execution decoded in parallel (Pillow releases the GIL)
 QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for more
 TOKENIZER_SIDECAR = "tokenizer.json"
 MANIFEST = "export.json"
@@ -491,7 +490,8 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
     preprocess.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     _cpu_instances(preprocess, 1)
     set_parameters(preprocess, {"size": size, "mean": format_floats(contract.mean), "std": format_floats(contract.std),
-                                "decode_threads": DECODE_THREADS})
+                                # images of one execution decoded in parallel (Pillow releases the GIL), one per core
+                                "decode_threads": max(1, cores)})
 
     visual = _config(VISUAL, image_batch, backend="onnxruntime")
     _tensor(visual.input, "image", "TYPE_FP32", [3, size, size])
