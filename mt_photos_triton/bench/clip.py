@@ -191,7 +191,11 @@ class Served:
             env=env,
         )
         self.url = f"http://127.0.0.1:{port}"
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def _wait_ready(self) -> None:
