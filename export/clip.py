@@ -101,12 +101,11 @@ PYTHON_MODELS = (PREPROCESS, TOKENIZE)
 CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)
 
 MAX_BATCH = 16
-# Encoder copies and their onnxruntime threads. The two image encoders get half the cores each, so together
-# they use every core while indexing without oversubscribing it (measured on a shared 2-core machine: 2
-# instances x 1 thread gave 1.28x the reference's images/s at concurrency 4 where 1 instance x 2 threads gave
-# 0.63x: spinning thread pools lose when the CPU is oversubscribed). The one text encoder gets every core: a
-# query is a user waiting, and concurrent queries are batched into one run.
-VISUAL_INSTANCES = 2
+# One copy of each encoder with every core in its onnxruntime pool, written explicitly so the native backend of
+# the NGC container sizes it the same. Measured on the 2-core machine with the Scan-wrapped ViT-B/32 stand-in
+# (/clip/img images/s vs the reference, concurrency 1 / 4): 1 x 2 threads 1.05x / 0.84x, 2 x 2 threads
+# 1.11x / 0.79x, 2 x 1 thread 0.59x / 1.05-1.17x; no layout met both goals, this one is the best worst case.
+VISUAL_INSTANCES = 1
 TEXTUAL_INSTANCES = 1  # the text tower is the big one (XLM-R's embeddings alone are 0.8 GB)
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
 QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for more
@@ -470,11 +469,6 @@ def _cpu_instances(config: Any, count: int) -> None:
     config.instance_group.add(count=count, kind=model_config_pb2.ModelInstanceGroup.KIND_CPU)
 
 
-def encoder_threads(cores: int) -> int:
-    """Threads of one image encoder instance."""
-    return max(1, cores // VISUAL_INSTANCES)
-
-
 def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
     """The six configs of a model: its contract written into tensor shapes and parameters; encoder thread
     pools sized for `cores` (the export machine's, by default)."""
@@ -499,7 +493,7 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
     _tensor(visual.output, "embedding", "TYPE_FP32", [dim])
     visual.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     _cpu_instances(visual, VISUAL_INSTANCES)
-    set_parameters(visual, {"model_name": contract.name, "intra_op_thread_count": encoder_threads(cores),
+    set_parameters(visual, {"model_name": contract.name, "intra_op_thread_count": max(1, cores),
                             "inter_op_thread_count": 1})
 
     image = _config(IMAGE, image_batch, platform="ensemble")
