@@ -1,0 +1,66 @@
+"""clip_image_preprocess: encoded image bytes -> float32 [3, S, S], the reference's CLIP transform.
+
+Thin: tensors in, mt_photos_triton.pipelines.clip.ImageTransform, tensors out. Size, mean and std come
+from the config parameters that export wrote from the model's preprocess_cfg.json. The images of one
+execution (all requests the dynamic batcher grouped) are decoded in parallel threads: Pillow releases
+the GIL while it decodes and resizes.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from mt_photos_triton.errors import PipelineError
+from mt_photos_triton.pipelines.clip import ImageTransform, parse_floats
+
+
+def _parameters(args: dict[str, str]) -> dict[str, str]:
+    config = json.loads(args["model_config"])
+    return {key: value["string_value"] for key, value in config["parameters"].items()}
+
+
+def _error(message: str) -> Any:
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        parameters = _parameters(args)
+        self.transform = ImageTransform(
+            int(parameters["size"]), parse_floats(parameters["mean"]), parse_floats(parameters["std"])
+        )
+        self.pool = ThreadPoolExecutor(max_workers=int(parameters["decode_threads"]))
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        jobs: list[list[Future] | str] = []
+        for request in requests:
+            tensor = pb_utils.get_input_tensor_by_name(request, "image_bytes")
+            if tensor is None:
+                jobs.append("input 'image_bytes' is missing")
+                continue
+            items = tensor.as_numpy().reshape(-1)
+            jobs.append([self.pool.submit(self.transform, bytes(item)) for item in items])
+
+        responses = []
+        for job in jobs:
+            if isinstance(job, str):
+                responses.append(_error(job))
+                continue
+            try:
+                images = np.stack([future.result() for future in job])
+            except PipelineError as error:
+                responses.append(_error(str(error)))
+                continue
+            except Exception as error:  # noqa: BLE001 - this request fails, the batch goes on
+                responses.append(_error(f"preprocessing failed: {type(error).__name__}"))
+                continue
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("image", images)]))
+        return responses
+
+    def finalize(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

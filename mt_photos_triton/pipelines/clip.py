@@ -1,0 +1,149 @@
+"""CLIP smart search maths: the image transform, the tokeniser and the number format of `/clip/*`.
+
+Pure functions and small configured callables (no Triton import): the Triton python models, the adapter,
+the bench and the tests all use this very code.
+"""
+
+from __future__ import annotations
+
+import io
+import string
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from mt_photos_triton.errors import INVALID_IMAGE, PipelineError
+from mt_photos_triton.pipelines.images import probe
+
+UINT8_LEVELS = 256
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def parse_floats(text: str) -> NDArray[np.float32]:
+    """A comma-separated parameter ("0.481,0.457,0.408") as float32, as the reference reads its JSON lists."""
+    return np.array([float(v) for v in text.split(",") if v.strip()], dtype=np.float32)
+
+
+def format_floats(values: Sequence[float]) -> str:
+    """The inverse of parse_floats for config parameters (repr round-trips every JSON number)."""
+    return ",".join(repr(float(v)) for v in values)
+
+
+# ---------------------------------------------------------------------------------------------- image
+
+
+def decode_rgb(data: bytes) -> Image.Image:
+    """Header check first (size limit, allowed formats), then one Pillow decode to RGB.
+
+    As the reference: no EXIF transpose, alpha dropped by convert("RGB"), any mode converted.
+    """
+    probe(data)
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt data
+        raise PipelineError(INVALID_IMAGE, f"undecodable image ({type(error).__name__})") from error
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def resize_shortest(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side to `size`, the longer one truncated to int; always bicubic (antialiased).
+
+    immich machine-learning, models/transforms.py `resize_pil`: the same expression order, so the same ints.
+    """
+    width, height = image.size
+    if width < height:
+        target = (size, int((height / width) * size))
+    else:
+        target = (int((width / height) * size), size)
+    return image.resize(target, resample=Image.Resampling.BICUBIC)
+
+
+def crop_centre(image: Image.Image, size: int) -> Image.Image:
+    """`size`x`size` from the centre with left/top = int(W/2 - size/2) (immich `crop_pil`)."""
+    left = int(image.size[0] / 2 - size / 2)
+    top = int(image.size[1] / 2 - size / 2)
+    return image.crop((left, top, left + size, top + size))
+
+
+class ImageTransform:
+    """Encoded bytes -> float32 [3, size, size], the reference's CLIP transform.
+
+    Normalisation goes through a per-channel table of the 256 byte values computed with exactly the
+    reference's float32 operations (x/255, then *= 1/std, then -= mean/std): bit-identical to normalising
+    the whole image, at the cost of one lookup per pixel. The table is built once, here.
+    """
+
+    def __init__(self, size: int, mean: Sequence[float] | NDArray[np.float32], std: Sequence[float] | NDArray[np.float32]) -> None:
+        self.size = int(size)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        levels = np.arange(UINT8_LEVELS, dtype=np.float32)[None, :].repeat(3, axis=0) / 255.0
+        levels *= (1.0 / self.std)[:, None]
+        levels -= (self.mean / self.std)[:, None]
+        self.table = levels
+
+    def __call__(self, data: bytes) -> NDArray[np.float32]:
+        return self.from_image(decode_rgb(data))
+
+    def from_image(self, image: Image.Image) -> NDArray[np.float32]:
+        rgb = np.asarray(crop_centre(resize_shortest(image, self.size), self.size))
+        return np.stack([self.table[channel][rgb[:, :, channel]] for channel in range(3)])
+
+
+# ----------------------------------------------------------------------------------------------- text
+
+
+def clean_text(text: str, canonicalize: bool = False) -> str:
+    """Every run of Unicode whitespace (U+3000 included) to one space, stripped; optionally without
+    punctuation and lower-cased (models whose config says `tokenizer_kwargs.clean == "canonicalize"`).
+
+    immich machine-learning, models/transforms.py `clean_text`.
+    """
+    text = " ".join(text.split())
+    if canonicalize:
+        text = text.translate(_PUNCTUATION).lower()
+    return text
+
+
+class TextTokenizer:
+    """Strings -> (ids, attention_mask), int32 [batch, context_length], padded and truncated to that length
+    with the model's pad token (immich machine-learning, models/clip/textual.py `OpenClipTextualEncoder`)."""
+
+    def __init__(self, tokenizer_file: Path, context_length: int, pad_token: str, canonicalize: bool) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        pad_id = self.tokenizer.token_to_id(pad_token)
+        if pad_id is None:
+            raise ValueError(f"pad token {pad_token!r} is not in {tokenizer_file}")
+        self.pad_id = int(pad_id)
+        self.context_length = context_length
+        self.canonicalize = canonicalize
+        self.tokenizer.enable_padding(length=context_length, pad_token=pad_token, pad_id=self.pad_id)
+        self.tokenizer.enable_truncation(max_length=context_length)
+
+    def __call__(self, texts: Sequence[str]) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        if not texts:
+            empty = np.zeros((0, self.context_length), dtype=np.int32)
+            return empty, empty.copy()
+        encodings = self.tokenizer.encode_batch([clean_text(t, self.canonicalize) for t in texts])
+        ids = np.array([e.ids for e in encodings], dtype=np.int32)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int32)
+        return ids, mask
+
+
+# ----------------------------------------------------------------------------------------------- numbers
+
+
+def format_embedding(values: NDArray[np.float32]) -> list[str]:
+    """The `/clip/*` result strings: the shortest float32 repr, read back as float64, 16 decimals.
+
+    (The reference serialises with orjson, MT Photos parses that JSON and prints "{:.16f}".) numpy's
+    float32-to-str cast is the shortest round-trip repr, like orjson's.
+    """
+    shortest = np.asarray(values, dtype=np.float32).reshape(-1).astype(str)
+    return [f"{float(s):.16f}" for s in shortest]

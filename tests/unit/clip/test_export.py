@@ -1,0 +1,217 @@
+"""`mt-photos-triton export clip` on small stand-ins: sources, batch rewrite, fallback, idempotency, configs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import export.clip as clip_export
+from export.common import ExportError
+from mt_photos_triton.bench.clip_standins import StandInSpec, write_immich_layout
+from mt_photos_triton.repository import read_config, scan
+
+SMALL = StandInSpec()
+COMMITTED_FOR_CORES = 2  # model_repository/ holds what export writes for the default model on a 2-core machine
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_immich_layout(tmp_path_factory.mktemp("clip") / "stand-in", SMALL)
+
+
+def test_model_table_is_immichs() -> None:
+    assert len(clip_export.MODEL_DIMS) == 58
+    assert set(clip_export.MODEL_DIMS.values()) == {512, 640, 768, 1024, 1152, 1536}
+    assert clip_export.MODEL_DIMS[clip_export.DEFAULT_MODEL] == 512
+    assert clip_export.MCLIP_MODELS <= set(clip_export.MODEL_DIMS)
+
+
+def test_static_batch_graph_gets_a_verified_batch_axis(layout: Path) -> None:
+    original = onnx.load(str(layout / "visual" / "model.onnx"))
+    feeds = {"image": np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)}
+    with pytest.raises(Exception):  # as immich ships it, the graph refuses a batch
+        ort.InferenceSession(original.SerializeToString()).run(None, feeds)
+    batched, line = clip_export.make_batchable(original, feeds, "visual")
+    print(f"\n{line}")
+    assert batched is not None and "batch axis added" in line
+    session = ort.InferenceSession(batched.SerializeToString())
+    together = session.run(None, feeds)[0]
+    single = ort.InferenceSession(original.SerializeToString())
+    alone = np.concatenate([single.run(None, {"image": feeds["image"][i : i + 1]})[0] for i in range(3)])
+    assert np.abs(together - alone).max() <= 1e-5
+    assert batched.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def folded_batch_visual(path: Path, opset: int = 17) -> None:
+    """A graph whose batch is folded into a non-leading dim ([3, 1024] = [batch*3, 1024]), like torch's
+    attention traces ([seq, batch*heads, head_dim]): the constant rewrite cannot give it a batch axis."""
+    nodes = [
+        helper.make_node("Reshape", ["input.1", "fold"], ["folded"]),
+        helper.make_node("ReduceMean", ["folded"], ["means"], axes=[1], keepdims=0),
+        helper.make_node("Reshape", ["means", "row"], ["row_means"]),
+        helper.make_node("MatMul", ["row_means", "proj"], ["raw"]),
+        helper.make_node("ReduceL2", ["raw"], ["norm"], axes=[-1], keepdims=1),
+        helper.make_node("Div", ["raw", "norm"], ["out"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([3, 1024], np.int64), "fold"),
+        numpy_helper.from_array(np.array([1, 3], np.int64), "row"),
+        numpy_helper.from_array(np.random.default_rng(1).normal(size=(3, 16)).astype(np.float32), "proj"),
+    ]
+    graph = helper.make_graph(
+        nodes, "folded", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_folded_batch_graph_is_wrapped_in_a_scan(layout: Path, tmp_path: Path) -> None:
+    source = tmp_path / "folded"
+    shutil.copytree(layout, source)
+    folded_batch_visual(source / "visual" / "model.onnx")
+    repository = tmp_path / "repository"
+    result = clip_export.export(repository, None, str(source), force=False)
+    print("\n" + result.summary())
+    assert any("visual: constants pin the batch" in n and "Scan" in n for n in result.notes)
+    assert read_config(repository / "clip_visual").max_batch_size == clip_export.MAX_BATCH
+    written = ort.InferenceSession(str(repository / "clip_visual" / "1" / "model.onnx"))
+    shipped = ort.InferenceSession(str(source / "visual" / "model.onnx"))
+    images = np.random.default_rng(2).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    together = written.run(None, {"image": images})[0]
+    alone = np.concatenate([shipped.run(None, {"input.1": images[i : i + 1]})[0] for i in range(4)])
+    assert together.shape == (4, 16) and np.abs(together - alone).max() <= 1e-6
+
+
+def test_graph_neither_rewrite_handles_is_served_with_a_batch_of_one(layout: Path, tmp_path: Path) -> None:
+    source = tmp_path / "folded-old-opset"
+    shutil.copytree(layout, source)
+    folded_batch_visual(source / "visual" / "model.onnx", opset=11)  # too old for the Scan wrap
+    repository = tmp_path / "repository"
+    result = clip_export.export(repository, None, str(source), force=False)
+    print("\n" + result.summary())
+    assert any("visual: no batch axis" in n and "served with a batch of 1" in n for n in result.notes)
+    assert read_config(repository / "clip_visual").max_batch_size == 1
+    assert read_config(repository / "clip_image").max_batch_size == 1
+    assert read_config(repository / "clip_textual").max_batch_size == clip_export.MAX_BATCH
+    # graph tensors carry the names the config uses, even when the file is otherwise unchanged
+    written = onnx.load(str(repository / "clip_visual" / "1" / "model.onnx"))
+    assert [i.name for i in written.graph.input] == ["image"]
+
+
+def test_local_export_writes_everything_and_is_idempotent(layout: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    result = clip_export.export(repository, None, str(layout), force=False)
+    assert not result.skipped and sorted(result.written) == sorted(clip_export.CLIP_MODELS)
+    statuses = scan(repository)
+    assert all(statuses[name].loadable for name in clip_export.CLIP_MODELS if name in statuses), statuses
+    assert list(read_config(repository / "clip_image").output[0].dims) == [SMALL.embed_dim]
+    preprocess = read_config(repository / "clip_image_preprocess")
+    assert list(preprocess.output[0].dims) == [3, 32, 32]
+    assert preprocess.parameters["mean"].string_value == "0.48145466,0.4578275,0.40821073"
+    manifest = json.loads((repository / "clip_visual" / "export.json").read_text())
+    assert manifest["source_sha256"]["visual/model.onnx"] == clip_export.sha256_file(layout / "visual" / "model.onnx")
+
+    assert clip_export.export(repository, None, str(layout), force=False).skipped
+    (repository / "clip_textual" / "1" / "model.onnx").write_bytes(b"tampered")
+    assert not clip_export.export(repository, None, str(layout), force=False).skipped
+    assert clip_export.export(repository, None, str(layout), force=True).written
+
+
+def test_tokenizer_sidecar_makes_the_tokenize_model_loadable(layout: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    shutil.copytree(Path(__file__).resolve().parents[3] / "model_repository", repository)
+    assert "tokenizer.json" in (scan(repository)["clip_tokenize"].missing or "")
+    clip_export.export(repository, None, str(layout), force=False)
+    assert scan(repository)["clip_tokenize"].loadable and scan(repository)["clip_text"].loadable
+
+
+def test_known_name_with_other_dimension_is_refused(layout: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="should give 512-d"):
+        clip_export.export(tmp_path / "r", "ViT-B-32__openai", str(layout), force=False)
+
+
+def test_unknown_name_without_source_lists_the_names(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k"):
+        clip_export.export(tmp_path / "r", "no-such-model", None, force=False)
+
+
+class FakeHub:
+    """huggingface_hub's HfApi and snapshot_download, serving a local directory; records what it was asked."""
+
+    COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, layout: Path) -> None:
+        self.layout = layout
+        self.calls: list[dict] = []
+
+    def api(self, endpoint: str) -> "FakeHub":
+        self.calls.append({"api_endpoint": endpoint})
+        return self
+
+    def model_info(self, repo_id: str, revision: str) -> object:
+        self.calls.append({"info": repo_id, "revision": revision})
+        return type("Info", (), {"sha": self.COMMIT})()
+
+    def snapshot_download(self, repo_id: str, revision: str, allow_patterns: list[str], local_dir: Path, endpoint: str) -> str:
+        self.calls.append({"download": repo_id, "revision": revision, "endpoint": endpoint, "patterns": allow_patterns})
+        shutil.copytree(self.layout, local_dir, dirs_exist_ok=True)
+        return str(local_dir)
+
+
+def test_hugging_face_source_honours_the_mirror_and_pins_the_commit(
+    layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    hub = FakeHub(layout)
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda endpoint: hub.api(endpoint))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example")
+    monkeypatch.setenv("MT_PHOTOS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(clip_export, "MODEL_DIMS", {**clip_export.MODEL_DIMS, "tiny-test__model": SMALL.embed_dim})
+    repository = tmp_path / "repository"
+    clip_export.export(repository, "tiny-test__model", None, force=False)
+    download = next(c for c in hub.calls if "download" in c)
+    assert download["download"] == "immich-app/tiny-test__model"
+    assert download["endpoint"] == "https://hf-mirror.example"
+    assert download["revision"] == FakeHub.COMMIT
+    assert "visual/model.onnx" in download["patterns"] and "textual/tokenizer.json" in download["patterns"]
+    assert {"api_endpoint": "https://hf-mirror.example"} in hub.calls
+    manifest = json.loads((repository / "clip_visual" / "export.json").read_text())
+    assert manifest["revision"] == FakeHub.COMMIT
+    assert manifest["source"] == "https://hf-mirror.example/immich-app/tiny-test__model"
+    assert len(manifest["source_sha256"]["textual/model.onnx"]) == 64
+
+
+def test_unreachable_hub_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    def refuse(endpoint: str) -> object:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", refuse)
+    with pytest.raises(ExportError, match="HF_ENDPOINT"):
+        clip_export.export(tmp_path / "r", clip_export.DEFAULT_MODEL, None, force=False)
+
+
+def test_committed_configs_are_what_export_writes_for_the_default_model(tmp_path: Path) -> None:
+    from mt_photos_triton.bench.clip_standins import CLIP_MEAN, CLIP_STD
+    from mt_photos_triton.repository import write_config
+
+    committed = Path(__file__).resolve().parents[3] / "model_repository"
+    default = clip_export.Contract(
+        name=clip_export.DEFAULT_MODEL, image_size=224, mean=list(CLIP_MEAN), std=list(CLIP_STD), context_length=77,
+        pad_token="<pad>", canonicalize=False, text_inputs=clip_export.SINGLE_TEXT_INPUTS, dim=512,
+    )
+    for name, config in clip_export.build_configs(default, cores=COMMITTED_FOR_CORES).items():
+        write_config(tmp_path / name, config)
+        assert (tmp_path / name / "config.pbtxt").read_text() == (committed / name / "config.pbtxt").read_text(), name
