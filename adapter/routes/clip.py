@@ -16,6 +16,7 @@ from litestar import Request, Response, post
 
 from adapter.backend import BackendError
 from adapter.deps import Backend
+from adapter.schemas import CLIP_ANSWER, TEXT_BODY, UPLOAD_BODY, inference_operation
 from adapter.responses import (
     MSG_INTERNAL,
     backend_error_response,
@@ -74,7 +75,7 @@ async def embed(backend: Backend, model: str, inputs: dict[str, np.ndarray], rou
     return json_response({"result": format_embedding(outputs[EMBEDDING][0])})
 
 
-@post("/clip/img", status_code=200)
+@post("/clip/img", status_code=200, operation_class=inference_operation(UPLOAD_BODY, CLIP_ANSWER))
 async def clip_img(request: Request[Any, Any, Any], backend: Backend) -> Response[bytes]:
     data = await read_upload(request)
     if isinstance(data, Response):
@@ -86,7 +87,7 @@ async def clip_img(request: Request[Any, Any, Any], backend: Backend) -> Respons
     return await embed(backend, CLIP_IMAGE_MODEL, {"image_bytes": np.array([[data]], dtype=np.object_)}, "/clip/img")
 
 
-@post("/clip/txt", status_code=200)
+@post("/clip/txt", status_code=200, operation_class=inference_operation(TEXT_BODY, CLIP_ANSWER))
 async def clip_txt(request: Request[Any, Any, Any], backend: Backend) -> Response[bytes]:
     text = text_from_body(await request.body())
     if isinstance(text, Response):

@@ -17,6 +17,7 @@ from adapter.responses import (
     read_upload,
 )
 from adapter.settings import Settings
+from adapter.schemas import REPRESENT_ANSWER, UPLOAD_BODY, inference_operation
 from mt_photos_triton.errors import PipelineError
 from mt_photos_triton.families import FACES_MODEL
 from mt_photos_triton.pipelines.faces import facial_area
@@ -50,7 +51,7 @@ def represent_body(outputs: dict[str, NDArray[Any]], settings: Settings) -> dict
     }
 
 
-@post("/represent", status_code=200)
+@post("/represent", status_code=200, operation_class=inference_operation(UPLOAD_BODY, REPRESENT_ANSWER))
 async def represent(request: Request[Any, Any, Any], backend: InferenceBackend, settings: Settings) -> Response[bytes]:
     data = await read_upload(request)
     if isinstance(data, Response):
