@@ -8,7 +8,8 @@ import numpy as np
 from litestar import Request, Response, post
 from numpy.typing import NDArray
 
-from adapter.backend import BackendError, InferenceBackend
+from adapter.backend import BackendError
+from adapter.deps import AppSettings, Backend
 from adapter.responses import (
     MSG_INVALID_FACE_IMAGE,
     backend_error_response,
@@ -16,8 +17,8 @@ from adapter.responses import (
     pipeline_error_response,
     read_upload,
 )
-from adapter.settings import Settings
 from adapter.schemas import REPRESENT_ANSWER, UPLOAD_BODY, inference_operation
+from adapter.settings import Settings
 from mt_photos_triton.errors import PipelineError
 from mt_photos_triton.families import FACES_MODEL
 from mt_photos_triton.pipelines.faces import facial_area
@@ -52,7 +53,7 @@ def represent_body(outputs: dict[str, NDArray[Any]], settings: Settings) -> dict
 
 
 @post("/represent", status_code=200, operation_class=inference_operation(UPLOAD_BODY, REPRESENT_ANSWER))
-async def represent(request: Request[Any, Any, Any], backend: InferenceBackend, settings: Settings) -> Response[bytes]:
+async def represent(request: Request[Any, Any, Any], backend: Backend, settings: AppSettings) -> Response[bytes]:
     data = await read_upload(request)
     if isinstance(data, Response):
         return data

@@ -8,7 +8,8 @@ import numpy as np
 from litestar import Request, Response, post
 from numpy.typing import NDArray
 
-from adapter.backend import BackendError, InferenceBackend
+from adapter.backend import BackendError
+from adapter.deps import Backend
 from adapter.responses import backend_error_response, json_response, pipeline_error_response, read_upload
 from adapter.schemas import OCR_ANSWER, UPLOAD_BODY, inference_operation
 from mt_photos_triton.errors import PipelineError
@@ -53,7 +54,7 @@ def ocr_result(outputs: dict[str, NDArray[Any]]) -> dict[str, list[Any]]:
 
 
 @post("/ocr", status_code=200, operation_class=inference_operation(UPLOAD_BODY, OCR_ANSWER))
-async def ocr(request: Request[Any, Any, Any], backend: InferenceBackend) -> Response[bytes]:
+async def ocr(request: Request[Any, Any, Any], backend: Backend) -> Response[bytes]:
     data = await read_upload(request)
     if isinstance(data, Response):
         return data
