@@ -9,7 +9,7 @@ repository load unchanged, as the native backend of the NGC container would serv
 - with `max_batch_size > 0` the first axis is the batch: requests of one execute (the dynamic batcher's
   batch) that share their other dims are concatenated into one onnxruntime run, then split again;
 - `intra_op_thread_count` / `inter_op_thread_count` parameters set the session's thread pools, as the native
-  backend reads them; `instance_group` count is honoured by Triton itself (one stub process per instance);
+  backend reads them; idle pool threads do not spin unless `allow_spinning` is "1"; `instance_group` count is honoured by Triton itself (one stub process per instance);
 - a malformed request gets its own error response and the rest of the batch is still served.
 """
 
@@ -49,6 +49,11 @@ class TritonPythonModel:
             value = _parameter(config, parameter)
             if value is not None:
                 setattr(options, attribute, int(value))
+        # Idle pool threads spin by default; with several model processes sharing few cores (the embedded
+        # server's case) they burn the cores the busy model needs. `allow_spinning` "1" restores it.
+        spinning = _parameter(config, "allow_spinning") or "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
         graph_inputs = {i.name for i in self.session.get_inputs()}
