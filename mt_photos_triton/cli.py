@@ -47,6 +47,7 @@ def configure_logging() -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the bench's output
 
 
 def build_parser() -> argparse.ArgumentParser:
