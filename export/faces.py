@@ -63,10 +63,10 @@ ENTRY_QUEUE_DELAY_US = 500
 # instances per model: two let one image's recognition overlap the next one's detection (and two executes of
 # the same model run side by side on multi-core CPUs); Triton places them on each GPU when there is one
 MODEL_INSTANCES = 2
-# one onnxruntime thread per instance: several processes' spinning thread pools on few cores slow each other
-# down (measured by `bench faces` on 2 cores: 1 thread per instance was faster at concurrency 1 and 4); on a
-# larger CPU raise the instance count rather than the threads
-INTRA_OP_THREADS = 1
+# two onnxruntime threads per instance: with idle pool threads not spinning (the embedded backend's default)
+# one request uses both cores and concurrent ones share them; `bench faces` on 2 quiet cores went from
+# 0.68/0.92x (1 face) and 0.55/1.05x (6 faces) at concurrency 1/4 with one thread to 0.92/0.95x and 1.10/1.12x
+INTRA_OP_THREADS = 2
 # `faces` instances: more than the ONNX ones, so that while some decode, letterbox and align (python, one
 # core each) others keep the detector and recogniser busy (bench faces, 1-face photo at concurrency 4: +8 %)
 ENTRY_INSTANCES = 4
