@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import tritonclient.http as triton_http
 
-from adapter import Settings, create_app
-from mt_photos_triton.embedded import EmbeddedTriton, free_port
+from adapter.local import live_adapter  # noqa: F401 - re-exported for the tests
+from mt_photos_triton.embedded import EmbeddedTriton
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = ROOT / "model_repository"
-START_TIMEOUT_S = 30.0
 
 
 def fixtures_dir() -> Path:
@@ -76,25 +71,3 @@ class TritonHarness:
                 client.unload_model(name)
         finally:
             client.close()
-
-
-@contextlib.contextmanager
-def live_adapter(settings: Settings) -> Iterator[str]:
-    """The adapter served by uvicorn on a free loopback port in a background thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"adapter-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the adapter did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=START_TIMEOUT_S)

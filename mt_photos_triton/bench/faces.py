@@ -19,7 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONCURRENCY = (1, 4)
 API_KEY = "mt_photos_ai_extra"
 MIN_SCORE = 0.65
-START_TIMEOUT_S = 30.0
 
 
 def fixtures_dir() -> Path:
@@ -84,31 +83,12 @@ def measure(call: Callable[[], int], requests: int, concurrency: int) -> Run:
     return Run(requests / wall, sum(faces) / wall, statistics.median(latencies) * 1e3, quantiles[18] * 1e3)
 
 
-@contextlib.contextmanager
-def adapter(triton_url: str) -> Iterator[str]:
+def adapter(triton_url: str) -> contextlib.AbstractContextManager[str]:
     """The real adapter app on a free loopback port (uvicorn in a thread)."""
-    import uvicorn
+    from adapter import Settings
+    from adapter.local import live_adapter
 
-    from adapter import Settings, create_app
-    from mt_photos_triton.embedded import free_port
-
-    port = free_port()
-    settings = Settings.from_env({}, triton_url=triton_url)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the adapter did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=START_TIMEOUT_S)
+    return live_adapter(Settings.from_env({}, triton_url=triton_url))
 
 
 def http_call(url: str, data: bytes) -> Callable[[], int]:

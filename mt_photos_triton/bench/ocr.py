@@ -144,11 +144,10 @@ def prepare_repository(target: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    import uvicorn
-
-    from adapter import Settings, create_app
+    from adapter import Settings
+    from adapter.local import live_adapter
     from mt_photos_triton.bench.ocr_images import bench_photo
-    from mt_photos_triton.embedded import EmbeddedTriton, free_port
+    from mt_photos_triton.embedded import EmbeddedTriton
 
     args = parse_args(argv)
     image = args.image.read_bytes() if args.image else bench_photo(args.fixtures or default_fixtures())
@@ -161,15 +160,8 @@ def main(argv: list[str]) -> int:
         prepare_repository(repository)
         stages = stage_profile(repository, image)
         with EmbeddedTriton(repository=repository, models=list(MODELS), ports={"http": 0, "grpc": 0, "metrics": 0}) as triton:
-            port = free_port()
-            settings = Settings.from_env({}, triton_url=triton.http_url)
-            server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False))
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            while not server.started:
-                time.sleep(0.05)
-            try:
-                ours = http_call(f"http://127.0.0.1:{port}", image)
+            with live_adapter(Settings.from_env({}, triton_url=triton.http_url)) as url:
+                ours = http_call(url, image)
                 our_texts = len(ours()["result"]["texts"])  # type: ignore[index]
                 # rounds alternate the two sides, so a machine shared with other work disturbs both alike
                 for concurrency in args.concurrency:
@@ -178,9 +170,6 @@ def main(argv: list[str]) -> int:
                             results.setdefault((side, concurrency), []).append(
                                 measure(call, args.requests, concurrency, args.warmup)
                             )
-            finally:
-                server.should_exit = True
-                thread.join(timeout=30)
 
     print(
         f"\nOCR bench: {len(image)} byte photo, {texts} texts (reference) / {our_texts} texts (ours), "
