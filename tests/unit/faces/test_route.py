@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,8 +10,9 @@ from litestar.testing import TestClient
 from PIL import Image
 
 from adapter import Settings, create_app
-from adapter.backend import BackendUnavailable, InferenceFailed, ModelState, ModelUnavailable
+from adapter.backend import BackendUnavailable, InferenceFailed, ModelUnavailable
 from mt_photos_triton.errors import INVALID_IMAGE
+from tests.unit.adapter.fakes import FakeBackend
 
 HEADERS = {"api-key": "mt_photos_ai_extra"}
 
@@ -22,31 +21,6 @@ def jpeg() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (32, 24), (10, 20, 30)).save(out, "JPEG")
     return out.getvalue()
-
-
-class FakeFacesBackend:
-    """Answers `faces` with fixed arrays (or raises `error`) and keeps what it was sent."""
-
-    def __init__(self, outputs: dict[str, np.ndarray] | None = None, error: Exception | None = None) -> None:
-        self.outputs = outputs
-        self.error = error
-        self.sent: list[tuple[str, dict[str, np.ndarray]]] = []
-
-    async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str]) -> dict[str, Any]:
-        self.sent.append((model, dict(inputs)))
-        if self.error is not None:
-            raise self.error
-        assert self.outputs is not None
-        return {name: self.outputs[name] for name in outputs}
-
-    async def server_ready(self) -> bool:
-        return True
-
-    async def models(self) -> list[ModelState]:
-        return []
-
-    async def close(self) -> None:
-        return None
 
 
 def two_faces() -> dict[str, np.ndarray]:
@@ -58,13 +32,13 @@ def two_faces() -> dict[str, np.ndarray]:
     }
 
 
-def client_for(backend: FakeFacesBackend, **env: str) -> TestClient:
+def client_for(backend: FakeBackend, **env: str) -> TestClient:
     settings = Settings.from_env(env)
     return TestClient(app=create_app(settings, backend_factory=lambda _: backend))
 
 
 def test_exact_body_and_the_request_sent() -> None:
-    backend = FakeFacesBackend(two_faces())
+    backend = FakeBackend(answers={"faces": two_faces()})
     with client_for(backend, FACE_MIN_SCORE="0.7", FACE_RECOGNITION_MODEL_NAME="antelopev2") as client:
         response = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())})
     assert response.status_code == 200
@@ -73,7 +47,7 @@ def test_exact_body_and_the_request_sent() -> None:
         b'[0.33333334,12.0,-1.25e-05],"facial_area":{"x":-2,"y":4,"w":12,"h":16},'
         b'"face_confidence":0.8765432238578796}]}'
     )
-    model, inputs = backend.sent[0]
+    model, inputs = backend.calls[0]
     assert model == "faces"
     assert inputs["image_bytes"].shape == (1, 1) and inputs["image_bytes"][0, 0] == jpeg()
     assert inputs["min_score"].dtype == np.float32 and inputs["min_score"].tolist() == [[pytest.approx(0.7)]]
@@ -86,7 +60,7 @@ def test_no_face_is_an_empty_result() -> None:
         "embeddings": np.zeros((1, 0, 512), np.float32),
         "count": np.zeros((1, 1), np.int32),
     }
-    with client_for(FakeFacesBackend(empty)) as client:
+    with client_for(FakeBackend(answers={"faces": empty})) as client:
         body = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())}).json()
     assert body == {"detector_backend": "insightface", "recognition_model": "buffalo_l", "result": []}
 
@@ -103,14 +77,14 @@ def test_no_face_is_an_empty_result() -> None:
     ],
 )
 def test_backend_errors_become_fixed_messages(error: Exception, msg: str) -> None:
-    with client_for(FakeFacesBackend(error=error)) as client:
+    with client_for(FakeBackend(failure=error)) as client:
         body = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())}).json()
     assert body == {"result": [], "msg": msg}
 
 
 def test_bad_bytes_are_refused_before_inference() -> None:
-    backend = FakeFacesBackend(two_faces())
+    backend = FakeBackend(answers={"faces": two_faces()})
     with client_for(backend) as client:
         body = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", b"nope")}).json()
     assert body == {"result": [], "msg": "The uploaded file is not a valid image format or is corrupted."}
-    assert backend.sent == []
+    assert backend.calls == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,8 +10,9 @@ from litestar.testing import TestClient
 from PIL import Image
 
 from adapter import Settings, create_app
-from adapter.backend import BackendUnavailable, InferenceFailed, ModelState, ModelUnavailable
+from adapter.backend import BackendUnavailable, InferenceFailed, ModelUnavailable
 from adapter.routes.ocr import format_coordinate, format_score
+from tests.unit.adapter.fakes import FakeBackend
 
 KEY = {"api-key": "mt_photos_ai_extra"}
 
@@ -34,31 +33,6 @@ def ocr_outputs(texts: list[str], scores: list[float], boxes: list[list[list[flo
     }
 
 
-class FakeBackend:
-    """Answers every infer with `outputs`, or raises `error`; records the calls."""
-
-    def __init__(self, outputs: dict[str, np.ndarray] | None = None, error: Exception | None = None) -> None:
-        self.outputs = outputs
-        self.error = error
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    async def infer(self, model: str, inputs: Mapping[str, Any], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        self.calls.append((model, dict(inputs)))
-        if self.error is not None:
-            raise self.error
-        assert self.outputs is not None
-        return {name: self.outputs[name] for name in outputs}
-
-    async def server_ready(self) -> bool:
-        return True
-
-    async def models(self) -> list[ModelState]:
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
 def post(backend: FakeBackend, data: bytes) -> bytes:
     app = create_app(Settings(), backend_factory=lambda settings: backend)
     with TestClient(app) as client:
@@ -70,11 +44,13 @@ def post(backend: FakeBackend, data: bytes) -> bytes:
 
 def test_body_is_the_reference_json_exactly() -> None:
     backend = FakeBackend(
-        ocr_outputs(
-            ["正品促销", "5.8"],
-            [0.99545, 0.995],
-            [[[7, 1], [320, 1], [320, 107], [7, 107]], [[122, 282], [216, 282], [216, 346], [122, 346]]],
-        )
+        answers={
+            "ocr": ocr_outputs(
+                ["正品促销", "5.8"],
+                [0.99545, 0.995],
+                [[[7, 1], [320, 1], [320, 107], [7, 107]], [[122, 282], [216, 282], [216, 346], [122, 346]]],
+            )
+        }
     )
     body = post(backend, jpeg())
     assert body == (
@@ -87,7 +63,7 @@ def test_body_is_the_reference_json_exactly() -> None:
 
 
 def test_no_text_gives_empty_lists() -> None:
-    assert post(FakeBackend(ocr_outputs([], [], [])), jpeg()) == b'{"result":{"texts":[],"scores":[],"boxes":[]}}'
+    assert post(FakeBackend(answers={"ocr": ocr_outputs([], [], [])}), jpeg()) == b'{"result":{"texts":[],"scores":[],"boxes":[]}}'
 
 
 def test_score_and_coordinate_formats() -> None:
@@ -104,7 +80,7 @@ def test_score_and_coordinate_formats() -> None:
     [(b"", "Invalid image format"), (b"%PDF-1.4 not an image", "Invalid image format")],
 )
 def test_header_errors_never_reach_the_backend(data: bytes, msg: str) -> None:
-    backend = FakeBackend(ocr_outputs([], [], []))
+    backend = FakeBackend(answers={"ocr": ocr_outputs([], [], [])})
     assert post(backend, data) == f'{{"result":[],"msg":"{msg}"}}'.encode()
     assert backend.calls == []
 
@@ -112,7 +88,7 @@ def test_header_errors_never_reach_the_backend(data: bytes, msg: str) -> None:
 def test_too_large_is_refused_from_the_header() -> None:
     buffer = io.BytesIO()
     Image.new("1", (10001, 8)).save(buffer, format="PNG")
-    backend = FakeBackend(ocr_outputs([], [], []))
+    backend = FakeBackend(answers={"ocr": ocr_outputs([], [], [])})
     assert post(backend, buffer.getvalue()) == b'{"result":[],"msg":"height or width out of range"}'
     assert backend.calls == []
 
@@ -127,4 +103,4 @@ def test_too_large_is_refused_from_the_header() -> None:
     ],
 )
 def test_backend_errors_become_short_messages(error: Exception, msg: str) -> None:
-    assert post(FakeBackend(error=error), jpeg()) == ('{"result":[],"msg":"' + msg + '"}').encode()
+    assert post(FakeBackend(failure=error), jpeg()) == ('{"result":[],"msg":"' + msg + '"}').encode()
