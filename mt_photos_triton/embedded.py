@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from mt_photos_triton.procfs import processes
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -362,15 +364,4 @@ def _mapped_shm_names() -> set[str]:
 
 def _session_members(session_id: int) -> list[int]:
     """PIDs of live processes whose session is `session_id` (the server was started as a session leader)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # after the command name: state, ppid, pgrp, session, ...
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+    return [p.pid for p in processes() if p.session == session_id and not p.zombie]

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from mt_photos_triton.embedded import _mapped_shm_names, free_port, shm_regions
+from mt_photos_triton.procfs import processes
 from tests.harness import ROOT
 from tests.unit.adapter.test_core_routes import CHECK_BODY, KEY
 
@@ -29,18 +30,12 @@ STOP_TIMEOUT_S = 60.0
 
 def _processes_using(path: Path) -> list[str]:
     """Command lines of live processes that mention `path` (the server and its stubs name the repository)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and str(path) in argv and ("tritonserver" in argv or "triton_python_backend_stub" in argv):
-            found.append(argv[:200])
-    return found
+    return [
+        " ".join(p.argv)[:200]
+        for p in processes()
+        if not p.zombie and p.argv and p.argv[0].endswith(("tritonserver", "triton_python_backend_stub"))
+        and any(str(path) in arg for arg in p.argv)
+    ]
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
 from export.batching import batchable
+from mt_photos_triton.procfs import processes
 from mt_photos_triton.repository import ModelConfig, write_config
 from tests.harness import TritonHarness
 
@@ -167,15 +168,11 @@ def test_one_bad_request_fails_alone(triton: TritonHarness, scrfd_models: dict) 
 
 def _stubs_of(model_file: Path) -> list[int]:
     """Stub processes serving `model_file` (a stub's first argument is its model's path)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 1 and argv[0].endswith(b"triton_python_backend_stub") and argv[1] == bytes(model_file):
-            pids.append(int(entry.name))
-    return pids
+    return [
+        p.pid
+        for p in processes()
+        if len(p.argv) > 1 and p.argv[0].endswith("triton_python_backend_stub") and p.argv[1] == str(model_file)
+    ]
 
 
 def _threads(pid: int) -> int:

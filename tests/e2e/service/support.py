@@ -25,6 +25,7 @@ import httpx
 from PIL import Image, ImageDraw
 
 from mt_photos_triton.embedded import free_port
+from mt_photos_triton.procfs import processes
 from tests.harness import MODEL_REPOSITORY, ROOT
 
 KEY = "service-test-key"
@@ -76,27 +77,15 @@ def rss_bytes(pid: int) -> int:
 
 def descendants(pid: int) -> list[int]:
     """`pid`'s children, grandchildren, ... (the server runs in its own session, so walk parents)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
+    children: dict[int, list[int]] = {}
+    for process in processes():
+        children.setdefault(process.ppid, []).append(process.pid)
     found, frontier = [], [pid]
     while frontier:
-        current = frontier.pop()
-        children = [child for child, parent in parents.items() if parent == current]
-        found += children
-        frontier += children
+        below = children.get(frontier.pop(), [])
+        found += below
+        frontier += below
     return found
-
-
-def command_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -138,7 +127,8 @@ class Service:
 
     def triton_pid(self) -> int | None:
         assert self.process is not None
-        return next((p for p in descendants(self.process.pid) if command_of(p).endswith("tritonserver")), None)
+        below = set(descendants(self.process.pid))
+        return next((p.pid for p in processes() if p.pid in below and p.argv and p.argv[0].endswith("tritonserver")), None)
 
     def adapter_rss(self) -> int:
         assert self.process is not None

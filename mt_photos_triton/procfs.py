@@ -1,0 +1,42 @@
+"""Live processes as Linux's /proc shows them: what the runtime and the tests need to find the server's processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    argv: list[str]
+    state: str  # "R", "S", ... "Z" for a zombie
+    ppid: int
+    session: int
+
+    @property
+    def zombie(self) -> bool:
+        return self.state == "Z"
+
+
+def processes() -> Iterator[Process]:
+    """Every process readable now (one that exits while being read is skipped)."""
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            # after the command name in parentheses: state, ppid, pgrp, session, ...
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        yield Process(
+            pid=int(entry.name),
+            argv=[part.decode(errors="replace") for part in argv if part],
+            state=fields[0],
+            ppid=int(fields[1]),
+            session=int(fields[3]),
+        )
