@@ -18,21 +18,6 @@ class Detail:
 
 
 @dataclass
-class ValidationDetail:
-    """422: a missing multipart part or JSON field, as the reference's framework words it."""
-
-    detail: list[dict[str, Any]]
-
-
-@dataclass
-class ErrorBody:
-    """A failure inside a route: HTTP 200 with an empty result and a short fixed message."""
-
-    result: list[Any]
-    msg: str
-
-
-@dataclass
 class CheckBody:
     result: str
     title: str
@@ -50,11 +35,10 @@ class PassBody:
 
 
 UNAUTHORIZED = {401: ResponseSpec(Detail, description="wrong or missing api-key header")}
-VALIDATION = {422: ResponseSpec(ValidationDetail, description="missing part or field")}
 
 
 def answers(success: Any) -> dict[int, ResponseSpec]:
-    """Responses of a protected route whose 200 is `success` (or, for inference routes, `success | ErrorBody`)."""
+    """Responses of a protected core route whose 200 is `success` (inference routes: `inference_operation`)."""
     return {200: ResponseSpec(success, description="the answer"), **UNAUTHORIZED}
 
 
