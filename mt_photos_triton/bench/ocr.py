@@ -100,6 +100,7 @@ def http_call(url: str, image: bytes) -> Callable[[], object]:
 
 def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tuple[str, float]]:
     """Median milliseconds of each stage of our pipeline on the exported models, in process (no Triton)."""
+    import numpy as np
     import onnxruntime as ort
 
     from mt_photos_triton.pipelines import ocr
@@ -128,9 +129,18 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
         boxes = boxes[ocr.reading_order(boxes)]
         crops = timed("perspective crops", lambda: ocr.crop_lines(decoded, boxes))
         batches = timed("recogniser input", lambda: ocr.recognition_batches(crops, params))
+        rows = int(parameters["recognizer_rows_per_call"])  # as the `ocr` model splits its calls
         for batch in batches:
             shape = tuple(batch.pixels.shape[i] for i in (0, 3))
-            output = timed(f"ocr_rec batch x width {shape}", lambda: rec.run(["classes", "confidences"], {"image": batch.pixels}))
+            output = timed(
+                f"ocr_rec batch x width {shape}",
+                lambda: [
+                    np.concatenate(columns)
+                    for columns in zip(
+                        *(rec.run(["classes", "confidences"], {"image": batch.pixels[i : i + rows]}) for i in range(0, len(batch.pixels), rows))
+                    )
+                ],
+            )
             timed("CTC decode", lambda: decoder(*output))
     return [(stage, statistics.median(values) * len(values) / repeats) for stage, values in samples.items()]
 

@@ -1,15 +1,20 @@
 """`ocr`: encoded image bytes in, texts + scores + boxes out, for MT Photos' /ocr and direct clients.
 
-BLS fan-out: decode → detector input → `ocr_det` → DB boxes → perspective crops → `ocr_rec`, one call per
-recogniser batch → CTC decode → score filter → order. The maths is mt_photos_triton.pipelines.ocr. The stages
-run for all images of an execute together, and each stage's model calls are all in flight at once, so the
-dynamic batchers of `ocr_det` (equal sizes) and `ocr_rec` (equal widths) merge them across requests.
+BLS fan-out: decode → detector input → `ocr_det` → DB boxes → perspective crops → `ocr_rec` → CTC decode →
+score filter → order. The maths is mt_photos_triton.pipelines.ocr. The stages run for all images of an
+execute (this model's dynamic batch) together, and each stage's inputs of equal shape across those images go
+to the model together, split into calls of at most `detector_rows_per_call` / `recognizer_rows_per_call` rows
+(on CPU small runs are fastest per row; on a GPU raise them to the models' max batch sizes).
+The models called are not dynamically batched themselves: Triton's dynamic batcher stalls ~500 ms whenever
+requests of different shapes wait behind a busy instance (measured on 2.51), and their inputs rarely share a
+shape; merging here, where all shapes are known, batches without that stall.
 Each request may carry several images; outputs are padded to the largest count, with `count` per image.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -33,6 +38,8 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.decoder = ocr.CTCDecoder.from_file(version_dir / parameters["dictionary"])
         self.det_model, self.rec_model = (name.strip() for name in parameters["bls_models"].split(","))
+        self.det_rows = int(parameters["detector_rows_per_call"])
+        self.rec_rows = int(parameters["recognizer_rows_per_call"])
 
     async def execute(self, requests: list[Any]) -> list[Any]:
         failures: dict[int, Exception] = {}
@@ -65,10 +72,10 @@ class TritonPythonModel:
         return responses
 
     async def _detect(self, work: list[tuple[int, Any, np.ndarray]], failures: dict[int, Exception]) -> None:
-        """One detector stage: every (request index, job, detector input) sent at once, then DB post-processing."""
-        # the dynamic batchers merge only neighbours of equal shape in their queue: send equal shapes together
-        work = sorted(work, key=lambda item: item[2].shape)
-        detections = await self._all(self.det_model, ("probability",), [pixels[None] for _, _, pixels in work])
+        """One detector stage over every (request index, job, detector input), then DB post-processing."""
+        detections = await self._batched(
+            self.det_model, ("probability",), [pixels[None] for _, _, pixels in work], self.det_rows
+        )
         for (index, job, _), detection in zip(work, detections):
             if isinstance(detection, Exception):
                 failures.setdefault(index, detection)
@@ -80,12 +87,10 @@ class TritonPythonModel:
 
     async def _recognise(self, work: list[tuple[int, Any]], failures: dict[int, Exception]) -> None:
         """One recogniser stage over every line of the given jobs, then CTC decoding and the score filter."""
-        # equal widths together, so the batcher can merge calls of concurrent requests
-        pending = sorted(
-            ((index, job, batch) for index, job in work if index not in failures for batch in job.batches or []),
-            key=lambda item: item[2].pixels.shape[3],
+        pending = [(index, job, batch) for index, job in work if index not in failures for batch in job.batches or []]
+        recognised = await self._batched(
+            self.rec_model, ("classes", "confidences"), [batch.pixels for _, _, batch in pending], self.rec_rows
         )
-        recognised = await self._all(self.rec_model, ("classes", "confidences"), [batch.pixels for _, _, batch in pending])
         outputs: dict[int, Any] = {}  # (classes, confidences) by id() of the recogniser batch
         for (index, _, batch), output in zip(pending, recognised):
             if isinstance(output, Exception):
@@ -109,9 +114,31 @@ class TritonPythonModel:
         log.error("ocr request failed: %s", error)
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"ocr: internal error ({type(error).__name__})"))
 
-    async def _all(self, model: str, outputs: tuple[str, ...], images: list[np.ndarray]) -> list[Any]:
-        """All these calls of `model` in flight together; each result is its outputs or its exception."""
-        return list(await asyncio.gather(*(self._infer(model, image, outputs) for image in images), return_exceptions=True))
+    async def _batched(self, model: str, outputs: tuple[str, ...], images: list[np.ndarray], limit: int) -> list[Any]:
+        """`model` on the rows of all `images`: rows of equal shape together, `limit` rows a call, all calls in
+        flight at once. One result per image: its rows of each output, or the exception of a call it was in."""
+        calls: list[tuple[np.ndarray, int, list[tuple[int, int, int]]]] = []  # rows, first row, [(image, start, end)]
+        by_shape = sorted(range(len(images)), key=lambda i: images[i].shape[1:])
+        for _, group in itertools.groupby(by_shape, key=lambda i: images[i].shape[1:]):
+            members = list(group)
+            ends = np.cumsum([len(images[i]) for i in members])
+            spans = [(index, int(end) - len(images[index]), int(end)) for index, end in zip(members, ends)]
+            rows = np.concatenate([images[i] for i in members])
+            for first in range(0, len(rows), limit):
+                last = first + limit
+                inside = [(i, max(a, first), min(b, last)) for i, a, b in spans if a < last and b > first]
+                calls.append((rows[first:last], first, inside))
+        answers = await asyncio.gather(*(self._infer(model, rows, outputs) for rows, *_ in calls), return_exceptions=True)
+        pieces: list[list[Any]] = [[] for _ in images]
+        for (_, first, inside), answer in zip(calls, answers):
+            for index, a, b in inside:
+                failed = isinstance(answer, BaseException)
+                pieces[index].append(answer if failed else tuple(o[a - first : b - first] for o in answer))
+        results: list[Any] = []
+        for parts in pieces:
+            failed = [part for part in parts if isinstance(part, BaseException)]
+            results.append(failed[0] if failed else tuple(np.concatenate(column) for column in zip(*parts)))
+        return results
 
     @staticmethod
     async def _infer(model: str, image: np.ndarray, outputs: tuple[str, ...]) -> tuple[np.ndarray, ...]:
