@@ -428,6 +428,10 @@ def model_config(name: str) -> object:
     config = ModelConfig()
     text_format.Parse(CONFIG_TEXT[name], config)
     parameters: dict[str, object] = {"family": FAMILY}
+    if name in (DET_MODEL, REC_MODEL):
+        # one OCR stage runs at a time, so pool threads may spin between operators as onnxruntime does by default
+        # (and as the reference does in process): 2 cores, recogniser 119 → 100 ms, detector 390 → 355 ms
+        parameters["allow_spinning"] = "1"
     if name == ENTRY_MODEL:
         parameters |= {
             "bls_models": f"{DET_MODEL},{REC_MODEL}",

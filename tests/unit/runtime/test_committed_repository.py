@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from mt_photos_triton.families import FAMILIES
-from mt_photos_triton.repository import FAMILY_PARAMETER, dependencies, model_dirs, parameter, read_config
+from mt_photos_triton.repository import (
+    ENTRY_INSTANCES,
+    FAMILY_PARAMETER,
+    dependencies,
+    model_dirs,
+    parameter,
+    read_config,
+)
 from tests.harness import MODEL_REPOSITORY
 
 COMMITTED = model_dirs(MODEL_REPOSITORY)
@@ -32,4 +39,8 @@ def test_config_agrees_with_its_folder(name: str) -> None:
     if config.HasField("dynamic_batching"):
         assert config.max_batch_size > 0
         policy = config.dynamic_batching.default_queue_policy
-        assert policy.max_queue_size > 0 and policy.default_timeout_microseconds > 0, "unbounded queue"
+        if config.backend == "python":  # where requests come in: bounded, and two instances (repository.py)
+            assert policy.max_queue_size > 0 and policy.default_timeout_microseconds > 0, "unbounded queue"
+            assert all(group.count >= ENTRY_INSTANCES for group in config.instance_group)
+        else:  # behind the python models; a policy here stalls Triton 2.51's batcher (repository.py)
+            assert not config.dynamic_batching.HasField("default_queue_policy")
