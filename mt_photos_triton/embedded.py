@@ -35,6 +35,7 @@ DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
+EXIT_TIMEOUT_S = 5  # the server's own grace for open connections and in-flight requests on SIGTERM
 SHM_DIR = Path("/dev/shm")
 # one region family per backend name: triton_python_backend_shm_region_*, triton_onnxruntime_backend_...
 SHM_PATTERN = re.compile(r"^triton_\w+_backend_shm_region_")
@@ -213,6 +214,9 @@ class EmbeddedTriton:
             f"--metrics-port={self.ports['metrics']}",
             "--allow-gpu-metrics=false",
             "--pinned-memory-pool-byte-size=0",
+            # on SIGTERM the server waits for every open HTTP connection, idle keep-alive ones included (a
+            # client's pool), up to this long (default 30 s, longer than stop() waits before SIGKILL)
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             f"--log-verbose={self.log_verbose}",
         ]
 
