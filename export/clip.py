@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from export.common import ExportError, ExportResult, download_hf_snapshot, hf_endpoint, sha256_file, unpack_local
+from export.common import (
+    ExportError,
+    ExportResult,
+    code_fingerprint,
+    download_hf_snapshot,
+    hf_endpoint,
+    sha256_file,
+    unpack_local,
+)
 
 log = logging.getLogger(__name__)
 
@@ -561,7 +569,7 @@ def up_to_date(repository: Path, name: str) -> bool:
     if not path.is_file():
         return False
     manifest = json.loads(path.read_text())
-    if manifest.get("model") != name:
+    if manifest.get("model") != name or manifest.get("exporter") != exporter_fingerprint():
         return False
     recorded = manifest.get("written", {})
     for relative, digest in recorded.items():
@@ -571,16 +579,26 @@ def up_to_date(repository: Path, name: str) -> bool:
     return bool(recorded)
 
 
+def exporter_fingerprint() -> str:
+    from export import batching
+    from mt_photos_triton import repository as repository_module
+    from mt_photos_triton.cli import SOURCE_REPOSITORY
+
+    python_models = [SOURCE_REPOSITORY / name / "1" / "model.py" for name in PYTHON_MODELS]
+    sources = [Path(__file__), Path(batching.__file__), Path(repository_module.__file__), *python_models]
+    return code_fingerprint(*(path for path in sources if path.is_file()))
+
+
 def _install_python_model(repository: Path, name: str) -> None:
-    """model.py from this package's own repository tree when the target repository lacks it."""
+    """model.py from this package's own repository tree, unless the target already holds that very file."""
     from mt_photos_triton.cli import SOURCE_REPOSITORY
 
     target = repository / name / "1" / "model.py"
-    if target.is_file():
-        return
     source = SOURCE_REPOSITORY / name / "1" / "model.py"
     if not source.is_file():
         raise ExportError(f"{source} is missing: reinstall mt-photos-triton")
+    if target.is_file() and target.read_bytes() == source.read_bytes():
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source, target)
 
@@ -665,6 +683,7 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
 
         manifest = {
             "model": name,
+            "exporter": exporter_fingerprint(),
             **origin,
             "dim": contract.dim,
             "mclip": contract.mclip,

@@ -41,6 +41,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def code_fingerprint(*sources: Path) -> str:
+    """sha256 over the exporter's own source files. Each export records it, and a repository written by another
+    version of them (other configs, other graph rewrites) is not up to date: upgrading and re-running export
+    rewrites it, where matching model hashes alone would keep the old configs."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + Path(source).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def verify_sha256(path: Path, expected: str) -> None:
     actual = sha256_file(path)
     if actual != expected:

@@ -29,6 +29,7 @@ from typing import Any
 from export.common import (
     ExportError,
     ExportResult,
+    code_fingerprint,
     download_hf_snapshot,
     sha256_file,
     unpack_local,
@@ -562,11 +563,19 @@ def _up_to_date(repository: Path, pack: str, source: str | None) -> bool:
     record = json.loads(record_path.read_text())
     if record.get("pack") != pack or record.get("requested_source") != source:
         return False
+    if record.get("exporter") != exporter_fingerprint():
+        return False
     for model, digest in record.get("written", {}).items():
         weights = repository / model / "1" / "model.onnx"
         if not weights.is_file() or sha256_file(weights) != digest:
             return False
     return (repository / ENTRY_MODEL / "1" / "model.py").is_file()
+
+
+def exporter_fingerprint() -> str:
+    from mt_photos_triton import repository as repository_module
+
+    return code_fingerprint(Path(__file__), Path(repository_module.__file__))
 
 
 def _check_hashes(pack: str, source: str | None, files: dict[str, Path], record_path: Path | None) -> dict[str, str]:
@@ -636,6 +645,7 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         result.notes.append(check)
         record = {
             "pack": pack,
+            "exporter": exporter_fingerprint(),
             "requested_source": source,
             "source": origin,
             "source_sha256": digests,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.common import ExportError, ExportResult, sha256_file, unpack_local, verify_sha256
+from export.common import ExportError, ExportResult, code_fingerprint, sha256_file, unpack_local, verify_sha256
 
 if TYPE_CHECKING:
     import onnx
@@ -304,7 +304,17 @@ def up_to_date(repository: Path, model: str) -> bool:
         repository / REC_MODEL / "1" / "model.onnx": recorded.get("rec_sha256"),
         repository / ENTRY_MODEL / "1" / DICTIONARY_FILE: recorded.get("dictionary_sha256"),
     }
-    return recorded.get("model") == model and all(p.is_file() and sha256_file(p) == h for p, h in files.items())
+    return (
+        recorded.get("model") == model
+        and recorded.get("exporter") == exporter_fingerprint()
+        and all(p.is_file() and sha256_file(p) == h for p, h in files.items())
+    )
+
+
+def exporter_fingerprint() -> str:
+    from mt_photos_triton import repository as repository_module
+
+    return code_fingerprint(Path(__file__), Path(repository_module.__file__))
 
 
 def renamed_graph(path: Path, inputs: dict[str, str], outputs: dict[str, str], dims: dict[str, str]) -> onnx.ModelProto:
@@ -403,6 +413,7 @@ def write_repository(repository: Path, model: str, sources: Sources) -> None:
         json.dumps(
             {
                 "model": model,
+                "exporter": exporter_fingerprint(),
                 "source": sources.origin,
                 "source_sha256": {
                     "det": sha256_file(sources.det),

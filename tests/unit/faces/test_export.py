@@ -73,6 +73,9 @@ def test_unpinned_pack_records_hashes_and_refuses_a_changed_file(hub: FakeHub, t
         hub.pack / "detection" / "model.onnx"
     )
     assert faces_export.export(repository, "buffalo_m", None, force=False).skipped  # idempotent
+    record["exporter"] = "an older exporter"  # configs written by another version are not taken as current
+    (repository / "faces" / "export.json").write_text(json.dumps(record))
+    assert not faces_export.export(repository, "buffalo_m", None, force=False).skipped
     shutil.copy(detector_path(fixtures, "det_2.5g"), hub.pack / "detection" / "model.onnx")
     (repository / "face_det" / "1" / "model.onnx").unlink()
     with pytest.raises(ExportError, match="recorded at the first export"):

@@ -47,6 +47,10 @@ def test_export_from_the_installed_package_then_skips(tmp_path: Path) -> None:
     assert ocr_export.export(tmp_path, None, None, force=False).skipped
     (tmp_path / "ocr_rec" / "1" / "model.onnx").write_bytes(b"tampered")
     assert not ocr_export.export(tmp_path, None, None, force=False).skipped
+    # written by another version of the exporter (say, before an upgrade): configs may differ, so not up to date
+    sidecar = tmp_path / "ocr" / ocr_export.SIDECAR
+    sidecar.write_text(sidecar.read_text().replace(ocr_export.exporter_fingerprint(), "0" * 64))
+    assert not ocr_export.export(tmp_path, None, None, force=False).skipped
 
 
 def test_without_the_package_pip_download_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
