@@ -9,7 +9,7 @@ batch-1 runs of the original before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,8 @@ from onnx import numpy_helper, shape_inference
 
 BATCH_DIM = "batch"
 VERIFY_TOLERANCE = 1e-5
+# initializers larger than this are left out of the copy shape inference works on (their dims are enough)
+SHAPE_ONLY_ELEMENTS = 1024
 
 
 class BatchRewriteError(ValueError):
@@ -34,11 +36,27 @@ def _constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 
 
 def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    inferred = shape_inference.infer_shapes(model)
+    """Every fully static shape onnx shape inference finds, shapes computed in the graph (Shape -> Concat ->
+    Expand) included; it runs on a copy whose weights are bare declarations, so a large model is not copied."""
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.graph.node.extend(model.graph.node)
+    light.graph.input.extend(model.graph.input)
+    light.graph.output.extend(model.graph.output)
+    declared = {i.name for i in model.graph.input}
+    for initializer in model.graph.initializer:
+        if int(np.prod(initializer.dims)) <= SHAPE_ONLY_ELEMENTS:
+            light.graph.initializer.append(initializer)
+        elif initializer.name not in declared:
+            light.graph.input.append(
+                onnx.helper.make_tensor_value_info(initializer.name, initializer.data_type, list(initializer.dims))
+            )
+    inferred = shape_inference.infer_shapes(light, data_prop=True)
     shapes = {}
     for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         dims = info.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
+        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
             shapes[info.name] = [d.dim_value for d in dims]
     return shapes
 
@@ -75,15 +93,23 @@ def add_batch_axis(model: onnx.ModelProto) -> onnx.ModelProto:
             i in constants and numpy_helper.to_array(constants[i]).ndim == 1 for i in node.input[1:]
         ):
             raise BatchRewriteError(f"{node.op_type} {node.name or node.output[0]} has a constant shape")
-    for tensor in [*rewritten.graph.input, *rewritten.graph.output]:
+    free_first_dims(rewritten)
+    _drop_unused_initializers(rewritten)
+    return rewritten
+
+
+def free_first_dims(model: onnx.ModelProto) -> None:
+    """Inputs and outputs get a free first dim; the batch-1 shapes inferred inside are dropped."""
+    initializers = {i.name for i in model.graph.initializer}
+    for tensor in [*model.graph.input, *model.graph.output]:
+        if tensor.name in initializers:
+            continue
         dims = tensor.type.tensor_type.shape.dim
         if not dims:
             raise BatchRewriteError(f"{tensor.name} has no shape")
         dims[0].Clear()
         dims[0].dim_param = BATCH_DIM
-    del rewritten.graph.value_info[:]
-    _drop_unused_initializers(rewritten)
-    return rewritten
+    del model.graph.value_info[:]
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
@@ -116,10 +142,14 @@ def max_batch_difference(
 
 
 def batchable(
-    model: onnx.ModelProto, feeds: Mapping[str, NDArray[Any]], tolerance: float = VERIFY_TOLERANCE
+    model: onnx.ModelProto,
+    feeds: Mapping[str, NDArray[Any]],
+    tolerance: float = VERIFY_TOLERANCE,
+    rewrite: Callable[[onnx.ModelProto], onnx.ModelProto] = add_batch_axis,
 ) -> tuple[onnx.ModelProto, float]:
-    """The rewritten model and its verified difference; BatchRewriteError when it does not hold."""
-    batched = add_batch_axis(model)
+    """The model rewritten by `rewrite` (the constant rewrite, or export/batch_layout.py's) and its verified
+    difference; BatchRewriteError when it does not hold."""
+    batched = rewrite(model)
     try:
         difference = max_batch_difference(model, batched, feeds)
     except Exception as error:  # onnxruntime rejects the rewritten graph

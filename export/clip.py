@@ -6,9 +6,10 @@
 Sources: Hugging Face `immich-app/<name>` (HF_ENDPOINT honoured, revision resolved to a commit and
 recorded, every file's sha256 recorded) or a local directory / zip in the same layout:
 `config.json`, `visual/{model.onnx,preprocess_cfg.json}`, `textual/{model.onnx,tokenizer.json,
-tokenizer_config.json}`. immich's ONNX files have a static batch of 1; each gets a batch axis by graph
-rewrite, verified against batch-1 runs of the original (max abs diff <= 1e-5) before it is written, or is
-served with a batch of at most 1 when the rewrite does not hold.
+tokenizer_config.json}`. immich's ONNX files have a static batch of 1; each gets a batch axis (its batch-1
+constants rewritten, else its Reshape targets freed where the trace folded the batch, else a Scan over items),
+verified against batch-1 runs of the original (max abs diff <= 1e-5) before it is written, or is served with a
+batch of at most 1 when none holds.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ MAX_BATCH = 16
 # oversubscribing it (spinning onnxruntime pools lose badly when they compete). The one text encoder gets every
 # core: a query is a user waiting, and concurrent queries are batched into one run. Measured over HTTP on the
 # shared 2-core machine with the Scan-wrapped ViT-B/32 stand-in (/clip/img images/s vs the reference, concurrency
-# 1 / 4): 2 x 1 thread 1.37x / 0.97x and 1.19x / 0.93x, 1 x 2 threads 0.99x / 0.52x and 0.75x / 0.52x.
+# 1 / 4): 2 x 1 thread 1.37x / 0.97x and 1.19x / 0.93x, 1 x 2 threads 0.99x / 0.52x and 0.75x / 0.52x. Not measured
+# again since export gives that graph a true batch axis (export/batch_layout.py).
 VISUAL_INSTANCES = 2
 TEXTUAL_INSTANCES = 1  # the text tower is the big one (XLM-R's embeddings alone are 0.8 GB)
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
@@ -279,7 +281,7 @@ def follow_batch_in_expands(model: Any) -> int:
     batch frozen to 1) take their first dim from the input's batch; returns how many were rewritten.
 
     Only Expands whose result is concatenated with batch data need it (broadcasting handles the rest), and
-    only those are touched; export/batching.py then handles the Reshape targets.
+    only those are touched; export/batching.py (or export/batch_layout.py) then handles the Reshape targets.
     """
     from onnx import helper, numpy_helper
 
@@ -383,21 +385,28 @@ def wrap_in_scan(model: Any) -> Any:
 def make_batchable(model: Any, feeds: dict[str, NDArray[Any]], what: str) -> tuple[Any | None, str]:
     """The model with a free batch axis and a line saying how, or None when nothing holds.
 
-    First the constant rewrite (true batched maths); when its batched outputs do not equal batch-1 runs,
-    the Scan wrap (exact per item); each proven on `feeds` (several items) against the shipped graph.
+    True batched maths first: the constant rewrite (batch-first graphs), then the layout rewrite (graphs that
+    fold the batch into other axes, as torch's `nn.MultiheadAttention` traces); when neither's batched outputs
+    equal batch-1 runs, the Scan wrap (exact per item, but items one after another). Each is proven on `feeds`
+    (several items) against the shipped graph.
     """
-    from export.batching import VERIFY_TOLERANCE, batchable, max_batch_difference
+    from export.batch_layout import free_folded_batch
+    from export.batching import VERIFY_TOLERANCE, add_batch_axis, batchable, max_batch_difference
 
     # in place (no copy of a model that may weigh a gigabyte): at batch 1 the rewritten Expands compute
     # exactly what the constants said, so `model` stays the shipped graph's equal
     follow_batch_in_expands(model)
-    try:
-        batched, difference = batchable(model, feeds)
-    except Exception as error:  # noqa: BLE001 - BatchRewriteError, or shape inference failing on the graph
-        rewrite_failure = _reason(error)
-    else:
+    failures = []
+    for rewrite, how in ((add_batch_axis, "constants follow the batch"),
+                         (free_folded_batch, "Reshape targets follow the batch through its folded layout")):
+        try:
+            batched, difference = batchable(model, feeds, rewrite=rewrite)
+        except Exception as error:  # noqa: BLE001 - BatchRewriteError, or shape inference failing on the graph
+            failures.append(_reason(error))
+            continue
         drop_unused_initialisers(batched)
-        return batched, f"{what}: batch axis added, batched vs batch-1 max abs diff {difference:.3g}"
+        return batched, f"{what}: batch axis added ({how}), batched vs batch-1 max abs diff {difference:.3g}"
+    rewrite_failure = f"{failures[0]}; layout: {failures[1]}"
     try:
         wrapped = wrap_in_scan(model)
         difference = max_batch_difference(model, wrapped, feeds)

@@ -16,7 +16,7 @@ from tests.harness import TritonHarness
 
 CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)
 # big enough to be a real network (2 layers, 4 heads, 40 px images in 10 px patches), small enough for CI; the
-# visual tower's attention is traced the way open_clip's is (batch folded into other axes: the Scan path)
+# visual tower's attention is traced the way open_clip's is (batch folded into other axes: the layout rewrite)
 SMALL = StandInSpec(image_size=40, patch_size=10, visual=TowerSize(48, 2, 4, TORCH_MHA), text=TowerSize(48, 2, 4),
                     embed_dim=24)
 

@@ -1,4 +1,5 @@
-"""Encoders the constant rewrite cannot batch: wrapped in a Scan (batched), or served with a batch of 1."""
+"""Encoders neither rewrite (constants, folded layout) can batch: wrapped in a Scan (batched), or served with a batch
+of 1."""
 
 from __future__ import annotations
 

@@ -13,11 +13,22 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import export.clip as clip_export
+from export.batch_layout import Batched, free_folded_batch, locate_batch
+from export.batching import BatchRewriteError
 from export.common import ExportError
-from mt_photos_triton.bench.clip_standins import StandInSpec, write_immich_layout
+from mt_photos_triton.bench.clip_standins import (
+    TORCH_MHA,
+    StandInSpec,
+    TowerSize,
+    _GraphBuilder,
+    build_visual,
+    write_immich_layout,
+)
 from mt_photos_triton.repository import read_config, scan
 
 SMALL = StandInSpec()
+# open_clip's visual attention as torch traces it: the batch folded into [seq, batch*heads, head_dim] and co.
+TORCH_MHA_SPEC = StandInSpec(visual=TowerSize(32, 2, 4, TORCH_MHA))
 COMMITTED_FOR_CORES = 2  # model_repository/ holds what export writes for the default model on a 2-core machine
 
 
@@ -49,12 +60,120 @@ def test_static_batch_graph_gets_a_verified_batch_axis(layout: Path) -> None:
     assert batched.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
-def folded_batch_visual(path: Path, opset: int = 17) -> None:
-    """A graph whose batch is folded into a non-leading dim ([3, 1024] = [batch*3, 1024]), like torch's
-    attention traces ([seq, batch*heads, head_dim]): the constant rewrite cannot give it a batch axis."""
+def _batch_one_runs(model: onnx.ModelProto, images: np.ndarray) -> np.ndarray:
+    single = ort.InferenceSession(model.SerializeToString())
+    name = single.get_inputs()[0].name
+    return np.concatenate([single.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))])
+
+
+def _class_token_folded(model: onnx.ModelProto) -> None:
+    """The class token's Expand computed once into a [1, 1, width] constant (an exporter's constant folding)."""
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    expand = next(n for n in model.graph.node if n.op_type == "Expand")
+    token = np.broadcast_to(constants[expand.input[0]], constants[expand.input[1]]).copy()
+    model.graph.initializer.append(numpy_helper.from_array(token, expand.output[0]))
+    model.graph.node.remove(expand)
+
+
+def packed_attention_visual(path: Path, width: int = 32, heads: int = 4, layers: int = 2) -> None:
+    """A ViT written the way torch 2's exporter writes open_clip's (F.multi_head_attention_forward with a packed
+    in-projection, scaled_dot_product_attention's scale read from Shape, the out-projection a Gemm on
+    [seq*batch, width]; LayerNorm and GELU decomposed), batch frozen to 1: more operators for the layout rules
+    than the stand-in's attention."""
+    g = _GraphBuilder(np.random.default_rng(0))
+    image, patch, tokens, head_dim = 32, 8, 17, width // heads
+
+    def norm(x: str) -> str:
+        centred = g.op("Sub", [x, g.op("ReduceMean", [x], axes=[-1], keepdims=1)])
+        variance = g.op("ReduceMean", [g.op("Pow", [centred, g.const(np.array(2.0, np.float32))])], axes=[-1])
+        root = g.op("Sqrt", [g.op("Add", [variance, g.const(np.array(1e-5, np.float32))])])
+        return g.op("Add", [g.op("Mul", [g.op("Div", [centred, root]), g.weight(width, scale=1.0)]), g.weight(width)])
+
+    x = g.op("Conv", ["image", g.weight(width, 3, patch, patch)], strides=[patch] * 2)
+    x = g.op("Transpose", [g.op("Reshape", [x, g.shape(1, width, tokens - 1)])], perm=[0, 2, 1])
+    token = g.op("Expand", [g.op("Reshape", [g.weight(width), g.shape(1, 1, -1)]), g.shape(1, 1, 1)])
+    x = g.op("Transpose", [norm(g.op("Add", [g.op("Concat", [token, x], axis=1), g.weight(tokens, width)]))],
+             perm=[1, 0, 2])
+    for _ in range(layers):
+        packed = g.op("Reshape", [g.linear(norm(x), width, 3 * width), g.shape(tokens, 1, 3, width)])
+        packed = g.op("Unsqueeze", [packed, g.const(np.array([0], np.int64))])
+        packed = g.op("Transpose", [packed], perm=[3, 1, 2, 0, 4])
+        packed = g.op("Squeeze", [packed, g.const(np.array([-2], np.int64))])  # [3, seq, batch, width]
+        q, k, v = (g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [
+            g.op("Gather", [packed, g.const(np.array(i, np.int64))], axis=0), g.shape(tokens, heads, head_dim)])],
+            perm=[1, 0, 2]), g.shape(1, heads, tokens, head_dim)]) for i in range(3))
+        last = g.op("Slice", [g.op("Shape", [q]), g.const(np.array([-1], np.int64)),
+                              g.const(np.array([2**63 - 1], np.int64))])
+        root = g.op("Sqrt", [g.op("Div", [g.const(np.array([1.0], np.float32)),
+                                          g.op("Sqrt", [g.op("Cast", [last], to=TensorProto.FLOAT)])])])
+        k = g.op("Transpose", [k], perm=[0, 1, 3, 2])
+        scores = g.op("MatMul", [g.op("Mul", [q, root]), g.op("Mul", [k, root])])
+        out = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
+        out = g.op("Reshape", [g.op("Transpose", [out], perm=[2, 0, 1, 3]), g.shape(tokens, width)])
+        out = g.op("Gemm", [out, g.weight(width, width), g.weight(width)], transB=1)
+        x = g.op("Add", [x, g.op("Reshape", [out, g.shape(tokens, 1, width)])])
+        h = g.linear(norm(x), width, 4 * width)
+        erf = g.op("Erf", [g.op("Div", [h, g.const(np.array(2**0.5, np.float32))])])
+        gelu = g.op("Mul", [g.op("Mul", [h, g.op("Add", [erf, g.const(np.array(1.0, np.float32))])]),
+                            g.const(np.array(0.5, np.float32))])
+        x = g.op("Add", [x, g.linear(gelu, 4 * width, width)])
+    pooled = norm(g.op("Gather", [g.op("Transpose", [x], perm=[1, 0, 2]), g.const(np.array(0, np.int64))], axis=1))
+    g.op("MatMul", [pooled, g.weight(width, TORCH_MHA_SPEC.embed_dim)], output="embedding")
+    g.save(path, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, image, image])],
+           [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, TORCH_MHA_SPEC.embed_dim])], "packed")
+
+
+@pytest.mark.parametrize("graph", ["stand-in", "constant-class-token", "packed-projection"])
+def test_torch_attention_graph_gets_a_true_batch_axis(tmp_path: Path, graph: str) -> None:
+    path = tmp_path / "visual.onnx"
+    if graph == "packed-projection":
+        packed_attention_visual(path)
+    else:
+        build_visual(path, TORCH_MHA_SPEC)
+    original = onnx.load(str(path))
+    if graph == "constant-class-token":
+        _class_token_folded(original)
+    shipped = onnx.ModelProto()
+    shipped.CopyFrom(original)
+    images = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    batched, line = clip_export.make_batchable(original, {"image": images}, "visual")
+    print(f"\n{line}")
+    assert batched is not None and "batch axis added (Reshape targets follow the batch" in line
+    assert not any(n.op_type == "Scan" for n in batched.graph.node)
+    session = ort.InferenceSession(batched.SerializeToString())
+    for count in (3, 2, 1):
+        fresh = np.random.default_rng(count).normal(size=(count, 3, 32, 32)).astype(np.float32)
+        for feed in (images[:count], fresh):
+            together = session.run(None, {"image": feed})[0]
+            assert together.shape == (count, TORCH_MHA_SPEC.embed_dim)
+            assert np.abs(together - _batch_one_runs(shipped, feed)).max() <= 1e-5
+
+
+def test_batch_is_located_where_torch_folds_it(tmp_path: Path) -> None:
+    """Each Reshape target of torch's attention gets its batch on the axis torch's own view() puts it."""
+    path = tmp_path / "visual.onnx"
+    build_visual(path, TORCH_MHA_SPEC)
+    model = onnx.load(str(path))
+    clip_export.follow_batch_in_expands(model)
+    states, shapes = locate_batch(model)
+    tokens, heads, width = (TORCH_MHA_SPEC.image_size // TORCH_MHA_SPEC.patch_size) ** 2 + 1, 4, 32
+    expected = {  # batch-1 target -> where the batch goes
+        (1, width, tokens - 1): Batched(0, 1),  # patches [batch, width, grid*grid]
+        (tokens, heads, width // heads): Batched(1, heads),  # [seq, batch*heads, head_dim]
+        (1, heads, tokens, width // heads): Batched(0, 1),  # [batch, heads, seq, head_dim]
+        (tokens, width): Batched(0, 1),  # [seq*batch, width]
+        (tokens, 1, width): Batched(1, 1),  # [seq, batch, width]
+    }
+    found = {tuple(shapes[n.output[0]]): states[n.output[0]] for n in model.graph.node if n.op_type == "Reshape"}
+    assert found == expected
+
+
+def _folded_batch_model(opset: int) -> onnx.ModelProto:
     nodes = [
         helper.make_node("Reshape", ["input.1", "fold"], ["folded"]),
-        helper.make_node("ReduceMean", ["folded"], ["means"], axes=[1], keepdims=0),
+        helper.make_node("Softmax", ["folded"], ["weights"], axis=0),
+        helper.make_node("Mul", ["folded", "weights"], ["weighted"]),
+        helper.make_node("ReduceMean", ["weighted"], ["means"], axes=[1], keepdims=0),
         helper.make_node("Reshape", ["means", "row"], ["row_means"]),
         helper.make_node("MatMul", ["row_means", "proj"], ["raw"]),
         helper.make_node("ReduceL2", ["raw"], ["norm"], axes=[-1], keepdims=1),
@@ -71,7 +190,18 @@ def folded_batch_visual(path: Path, opset: int = 17) -> None:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
-    onnx.save(model, str(path))
+    return model
+
+
+def folded_batch_visual(path: Path, opset: int = 17) -> None:
+    """A graph whose batch is folded into an axis it then normalises over ([3, 1024] = [batch*3, 1024], a softmax
+    across the 3 channels): no rewrite of its constants can give it a batch axis, only the Scan over items."""
+    onnx.save(_folded_batch_model(opset), str(path))
+
+
+def test_layout_rewrite_refuses_a_batch_it_cannot_follow() -> None:
+    with pytest.raises(BatchRewriteError, match="Softmax .*normalises over the batch axis"):
+        free_folded_batch(_folded_batch_model(17))
 
 
 def test_folded_batch_graph_is_wrapped_in_a_scan(layout: Path, tmp_path: Path) -> None:
@@ -81,7 +211,7 @@ def test_folded_batch_graph_is_wrapped_in_a_scan(layout: Path, tmp_path: Path) -
     repository = tmp_path / "repository"
     result = clip_export.export(repository, None, str(source), force=False)
     print("\n" + result.summary())
-    assert any("visual: constants pin the batch" in n and "Scan" in n for n in result.notes)
+    assert any("visual: constants pin the batch" in n and "layout: Softmax" in n and "Scan" in n for n in result.notes)
     assert read_config(repository / "clip_visual").max_batch_size == clip_export.MAX_BATCH
     written = ort.InferenceSession(str(repository / "clip_visual" / "1" / "model.onnx"))
     shipped = ort.InferenceSession(str(source / "visual" / "model.onnx"))
