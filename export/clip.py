@@ -589,12 +589,13 @@ def up_to_date(repository: Path, name: str) -> bool:
 
 
 def exporter_fingerprint() -> str:
-    from export import batching
+    from export import batch_layout, batching
     from mt_photos_triton import repository as repository_module
     from mt_photos_triton.cli import SOURCE_REPOSITORY
 
     python_models = [SOURCE_REPOSITORY / name / "1" / "model.py" for name in PYTHON_MODELS]
-    sources = [Path(__file__), Path(batching.__file__), Path(repository_module.__file__), *python_models]
+    modules = (batching, batch_layout, repository_module)
+    sources = [Path(__file__), *(Path(module.__file__) for module in modules), *python_models]
     return code_fingerprint(*(path for path in sources if path.is_file()))
 
 
