@@ -110,13 +110,14 @@ PYTHON_MODELS = (PREPROCESS, TOKENIZE)
 CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)
 
 MAX_BATCH = 16
-# Two image encoders with half the cores each: together they use every core while photos are indexed, without
-# oversubscribing it (spinning onnxruntime pools lose badly when they compete). The one text encoder gets every
-# core: a query is a user waiting, and concurrent queries are batched into one run. Measured over HTTP on the
-# shared 2-core machine with the Scan-wrapped ViT-B/32 stand-in (/clip/img images/s vs the reference, concurrency
-# 1 / 4): 2 x 1 thread 1.37x / 0.97x and 1.19x / 0.93x, 1 x 2 threads 0.99x / 0.52x and 0.75x / 0.52x. Not measured
-# again since export gives that graph a true batch axis (export/batch_layout.py).
-VISUAL_INSTANCES = 2
+# One image encoder with every core, its threads spinning between operators (never after a run: the embedded
+# backend stops them), and concurrent photos batched into one run: with a true batch axis (export/batch_layout.py)
+# ViT-B/32 on 2 cores costs 58 ms/image alone and 46-49 ms/image in a batch of 4, where two single-thread
+# encoders cost 92-106 ms of CPU per image and leave a lone photo (a user waiting) at half speed. Measured over
+# HTTP against the reference (/clip/img, 2 cores, bench clip --images 128, concurrency 1 / 4): two instances x 1
+# thread 0.72x / 0.88x, one x 2 threads without spinning 0.92x / 0.90x, with spinning 1.01x / 1.04x.
+VISUAL_INSTANCES = 1
+SPINNING = "1"  # the `allow_spinning` parameter of both encoders (mt_photos_triton/backends/onnxruntime)
 TEXTUAL_INSTANCES = 1  # the text tower is the big one (XLM-R's embeddings alone are 0.8 GB)
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
 QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for more
@@ -512,7 +513,7 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
     visual.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     _cpu_instances(visual, VISUAL_INSTANCES)
     set_parameters(visual, {"model_name": contract.name, "intra_op_thread_count": max(1, cores // VISUAL_INSTANCES),
-                            "inter_op_thread_count": 1})
+                            "inter_op_thread_count": 1, "allow_spinning": SPINNING})
 
     image = _config(IMAGE, image_batch, platform="ensemble")
     _tensor(image.input, "image_bytes", "TYPE_STRING", [1])
@@ -541,7 +542,7 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
     textual.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     _cpu_instances(textual, TEXTUAL_INSTANCES)
     set_parameters(textual, {"model_name": contract.name, "intra_op_thread_count": max(1, cores),
-                             "inter_op_thread_count": 1})
+                             "inter_op_thread_count": 1, "allow_spinning": SPINNING})
 
     text = _config(TEXT, text_batch, platform="ensemble")
     _tensor(text.input, "text", "TYPE_STRING", [1])
