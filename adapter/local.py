@@ -1,8 +1,13 @@
-"""The adapter served by uvicorn in a background thread on a free loopback port (tests and benches)."""
+"""The adapter on a free loopback port, for tests and benches: served by uvicorn in a background thread
+(`live_adapter`), or as production runs it, a process of its own (`adapter_process`: benches, so that the
+adapter's work does not share the measuring client's interpreter)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,3 +40,38 @@ def live_adapter(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=START_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def adapter_process(triton_url: str, api_key: str, timeout_s: float = 120.0) -> Iterator[str]:
+    """`mt-photos-triton serve --triton-url ...` in a child process; yields its base URL once /health/ready
+    answers 200 (every model of the server loaded); terminates it on exit."""
+    import httpx
+
+    from mt_photos_triton.embedded import free_port
+
+    port = free_port()
+    env = {**os.environ, "API_AUTH_KEY": api_key, "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "mt_photos_triton.cli", "serve", "--triton-url", triton_url,
+               "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the adapter exited with code {process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the adapter was not ready after {timeout_s:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -11,20 +11,20 @@ Ours and the reference never run at the same time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,65 +172,37 @@ class Served:
     def __init__(self, repository: Path) -> None:
         self.repository = repository
         self.triton = None
-        self.adapter: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Served:
+        from adapter.local import adapter_process
         from export.clip import IMAGE, TEXT
-        from mt_photos_triton.embedded import EmbeddedTriton, free_port
+        from mt_photos_triton.embedded import EmbeddedTriton
 
         self.triton = EmbeddedTriton(
             repository=self.repository, models=[IMAGE, TEXT], ports={"http": 0, "grpc": 0, "metrics": 0}
         )
-        self.triton.start()
-        port = free_port()
-        env = {**os.environ, "TRITON_URL": self.triton.http_url, "API_AUTH_KEY": KEY, "LOG_LEVEL": "WARNING"}
-        self.adapter = subprocess.Popen(
-            [sys.executable, "-m", "mt_photos_triton.cli", "serve", "--triton-url", self.triton.http_url,
-             "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-        )
-        self.url = f"http://127.0.0.1:{port}"
         try:
-            self._wait_ready()
+            self._stack.enter_context(self.triton)
+            self.url = self._stack.enter_context(adapter_process(self.triton.http_url, KEY, START_TIMEOUT_S))
         except BaseException:
-            self.__exit__()
+            self._stack.close()
             raise
         return self
 
-    def _wait_ready(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the adapter did not become ready")
-
     def __exit__(self, *exc: object) -> None:
-        if self.adapter is not None:
-            self.adapter.terminate()
-            self.adapter.wait(timeout=30)
-        if self.triton is not None:
-            self.triton.stop()
+        self._stack.close()
 
 
-def http_caller(url: str, route: str, make_request: Callable[[int], dict]) -> Callable[[int], object]:
-    """One keep-alive client per thread, as MT Photos' parallel workers would hold."""
-    import threading
+def http_caller(url: str, route: str, send: Callable[[Any, int], Any]) -> Callable[[int], object]:
+    """`send(client, index)` posts request `index` with the shared keep-alive client (bench/client.py)."""
+    from mt_photos_triton.bench.client import BenchClient
 
-    import httpx
-
-    local = threading.local()
+    client = BenchClient(url, KEY, timeout_s=120)
 
     def call(index: int) -> object:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=url, headers={"api-key": KEY}, timeout=120)
-        body = local.client.post(route, **make_request(index)).json()
+        body = send(client, index)
         if not body.get("result"):
             raise RuntimeError(f"{route} failed: {body}")
         return body["result"]
@@ -280,11 +252,11 @@ def main(argv: list[str]) -> int:
     photos = [photo_jpeg(seed) for seed in range(8)]
     reference = Reference(model_dir)
 
-    def image_request(index: int) -> dict:
-        return {"files": {"file": ("photo.jpg", photos[index % len(photos)], "image/jpeg")}}
+    def image_request(client: Any, index: int) -> Any:
+        return client.post_file("/clip/img", photos[index % len(photos)])
 
-    def text_request(index: int) -> dict:
-        return {"json": {"text": QUERIES[index % len(QUERIES)]}}
+    def text_request(client: Any, index: int) -> Any:
+        return client.post_json("/clip/txt", {"text": QUERIES[index % len(QUERIES)]})
 
     results: dict[tuple[str, str, int], Measure] = {}
     with Served(repository) as served:

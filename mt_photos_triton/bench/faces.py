@@ -84,23 +84,19 @@ def measure(call: Callable[[], int], requests: int, concurrency: int) -> Run:
 
 
 def adapter(triton_url: str) -> contextlib.AbstractContextManager[str]:
-    """The real adapter app on a free loopback port (uvicorn in a thread)."""
-    from adapter import Settings
-    from adapter.local import live_adapter
+    """The real adapter on a free loopback port, in a process of its own as in production."""
+    from adapter.local import adapter_process
 
-    return live_adapter(Settings.from_env({}, triton_url=triton_url))
+    return adapter_process(triton_url, API_KEY)
 
 
 def http_call(url: str, data: bytes) -> Callable[[], int]:
-    import httpx
+    from mt_photos_triton.bench.client import BenchClient
 
-    local = threading.local()
+    client = BenchClient(url, API_KEY)
 
     def call() -> int:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=300)
-        response = local.client.post(f"{url}/represent", headers={"api-key": API_KEY}, files={"file": ("p.jpg", data)})
-        body = response.json()
+        body = client.post_file("/represent", data)
         if "msg" in body:
             raise RuntimeError(f"/represent failed: {body['msg']}")
         return len(body["result"])

@@ -84,13 +84,12 @@ def reference_call(image: bytes) -> Callable[[], object]:
 
 
 def http_call(url: str, image: bytes) -> Callable[[], object]:
-    import httpx
+    from mt_photos_triton.bench.client import BenchClient
 
-    client = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=64))
+    client = BenchClient(url, API_KEY)
 
     def call() -> object:
-        response = client.post(f"{url}/ocr", files={"file": ("photo.jpg", image)}, headers={"api-key": API_KEY})
-        body = response.json()
+        body = client.post_file("/ocr", image)
         if "msg" in body:
             raise RuntimeError(f"/ocr failed: {body['msg']}")
         return body
@@ -154,8 +153,7 @@ def prepare_repository(target: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from adapter import Settings
-    from adapter.local import live_adapter
+    from adapter.local import adapter_process
     from mt_photos_triton.bench.ocr_images import bench_photo
     from mt_photos_triton.embedded import EmbeddedTriton
 
@@ -170,7 +168,7 @@ def main(argv: list[str]) -> int:
         prepare_repository(repository)
         stages = stage_profile(repository, image)
         with EmbeddedTriton(repository=repository, models=list(MODELS), ports={"http": 0, "grpc": 0, "metrics": 0}) as triton:
-            with live_adapter(Settings.from_env({}, triton_url=triton.http_url)) as url:
+            with adapter_process(triton.http_url, API_KEY) as url:
                 ours = http_call(url, image)
                 our_texts = len(ours()["result"]["texts"])  # type: ignore[index]
                 # rounds alternate the two sides, so a machine shared with other work disturbs both alike
