@@ -146,7 +146,7 @@ def build_pack(root: Path, detector: Path) -> Path:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mt-photos-triton bench faces", description=__doc__)
     parser.add_argument("--detector", type=Path, default=None, help="SCRFD file (default: the largest fixture)")
-    parser.add_argument("--requests", type=int, default=12, help="requests per photo and concurrency")
+    parser.add_argument("--requests", type=int, default=24, help="requests per photo and concurrency")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)))
     args = parser.parse_args(argv)
