@@ -79,3 +79,25 @@ def test_concurrent_requests_each_get_their_own_answer_or_error(ocr_triton: Trit
             assert isinstance(answer, str) and "invalid_image: " in answer
         else:
             assert answer == ["在中国作家协会第三届儿童文学"]
+
+
+def test_images_of_one_execute_share_recogniser_calls_and_get_their_own_rows(
+    ocr_triton: TritonHarness, fixtures: Path
+) -> None:
+    """Equal recogniser widths of all images of an execute are concatenated and cut into calls of
+    `recognizer_rows_per_call` rows, across image boundaries: each image must still get exactly its own lines."""
+    folder = fixtures / "images" / "ocr"
+    en, rec = (folder / "en.jpg").read_bytes(), (folder / "text_rec.jpg").read_bytes()
+    client = ocr_triton.client()
+    try:
+        alone = {name: infer_ocr(client, [data]) for name, data in (("en", en), ("rec", rec))}
+        together = infer_ocr(client, [en, rec, en])
+    finally:
+        client.close()
+    for row, name in enumerate(["en", "rec", "en"]):
+        single = alone[name]
+        count = int(single["count"][0, 0])
+        assert int(together["count"][row, 0]) == count
+        assert texts_of(together, row) == texts_of(single, 0)
+        assert np.array_equal(together["boxes"][row, :count], single["boxes"][0])
+        assert np.allclose(together["scores"][row, :count], single["scores"][0], atol=1e-5)
