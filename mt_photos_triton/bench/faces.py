@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,23 @@ class Run:
     p95_ms: float
 
 
-def measure(call: Callable[[], int], requests: int, concurrency: int) -> Run:
-    """`requests` calls from `concurrency` threads; `call` returns the face count of its photo."""
-    latencies: list[float] = []
-    faces: list[int] = []
+@dataclass
+class Samples:
+    """What the rounds of one side at one concurrency measured, added up."""
+
+    wall_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    faces: int = 0
+
+    def run(self) -> Run:
+        quantiles = statistics.quantiles(self.latencies, n=20) if len(self.latencies) > 1 else self.latencies * 19
+        count = len(self.latencies)
+        return Run(count / self.wall_s, self.faces / self.wall_s, statistics.median(self.latencies) * 1e3,
+                   quantiles[18] * 1e3)
+
+
+def measure(call: Callable[[], int], requests: int, concurrency: int, into: Samples) -> None:
+    """`requests` calls from `concurrency` threads, added to `into`; `call` returns the face count of its photo."""
     lock = threading.Lock()
 
     def one(_: int) -> None:
@@ -72,15 +85,13 @@ def measure(call: Callable[[], int], requests: int, concurrency: int) -> Run:
         found = call()
         elapsed = time.perf_counter() - start
         with lock:
-            latencies.append(elapsed)
-            faces.append(found)
+            into.latencies.append(elapsed)
+            into.faces += found
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(requests)))
-    wall = time.perf_counter() - start
-    quantiles = statistics.quantiles(latencies, n=20) if len(latencies) > 1 else latencies * 19
-    return Run(requests / wall, sum(faces) / wall, statistics.median(latencies) * 1e3, quantiles[18] * 1e3)
+    into.wall_s += time.perf_counter() - start
 
 
 def adapter(triton_url: str) -> contextlib.AbstractContextManager[str]:
@@ -146,7 +157,8 @@ def build_pack(root: Path, detector: Path) -> Path:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mt-photos-triton bench faces", description=__doc__)
     parser.add_argument("--detector", type=Path, default=None, help="SCRFD file (default: the largest fixture)")
-    parser.add_argument("--requests", type=int, default=24, help="requests per photo and concurrency")
+    parser.add_argument("--requests", type=int, default=48, help="requests per photo and concurrency, all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and the reference")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--concurrency", default=",".join(map(str, DEFAULT_CONCURRENCY)))
     args = parser.parse_args(argv)
@@ -170,9 +182,12 @@ def main(argv: list[str]) -> int:
                     for _ in range(args.warmup):
                         call()
                 for level in levels:
-                    mine = measure(ours, args.requests, level)
-                    theirs = measure(reference, args.requests, level)
-                    rows.append((name, level, mine, theirs))
+                    # alternating rounds, so that both sides see the same background load (the machine is shared)
+                    mine, theirs = Samples(), Samples()
+                    for _ in range(args.rounds):
+                        measure(ours, max(level, args.requests // args.rounds), level, mine)
+                        measure(reference, max(level, args.requests // args.rounds), level, theirs)
+                    rows.append((name, level, mine.run(), theirs.run()))
     print_table(rows)
     return 0
 
