@@ -111,8 +111,8 @@ PIPELINE_PARAMETERS = {
 }
 DET_MAX_BATCH = 8
 REC_MAX_BATCH = 64
-# ocr_det and ocr_rec are not dynamically batched (Triton's batcher stalls ~500 ms on queued requests of different
-# shapes: model_repository/ocr/1/model.py); the `ocr` model sends equal shapes together, this many rows a call.
+# ocr_det and ocr_rec are not dynamically batched: the `ocr` model sends equal shapes together, this many rows a
+# call (model_repository/ocr/1/model.py)
 # On CPU smaller runs are faster per row (2 cores: 36 lines of width 320 take 1173 ms as one run, 794 ms in
 # runs of 6, 713 ms in runs of 3; three 736x992 detector inputs 975 ms together, 901 ms one by one). On a GPU
 # raise them to the max batch sizes above.

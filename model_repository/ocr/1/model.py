@@ -5,9 +5,8 @@ score filter → order. The maths is mt_photos_triton.pipelines.ocr. The stages 
 execute (this model's dynamic batch) together, and each stage's inputs of equal shape across those images go
 to the model together, split into calls of at most `detector_rows_per_call` / `recognizer_rows_per_call` rows
 (on CPU small runs are fastest per row; on a GPU raise them to the models' max batch sizes).
-The models called are not dynamically batched themselves: Triton's dynamic batcher stalls ~500 ms whenever
-requests of different shapes wait behind a busy instance (measured on 2.51), and their inputs rarely share a
-shape; merging here, where all shapes are known, batches without that stall.
+The models called are not dynamically batched themselves: merging here, where all shapes are known, lets the
+rows per call be chosen (a batcher merges only neighbouring equal shapes, into runs as large as it finds).
 Each request may carry several images; outputs are padded to the largest count, with `count` per image.
 """
 
