@@ -591,12 +591,10 @@ def up_to_date(repository: Path, name: str) -> bool:
 
 def exporter_fingerprint() -> str:
     from export import batch_layout, batching
-    from mt_photos_triton import repository as repository_module
     from mt_photos_triton.cli import SOURCE_REPOSITORY
 
     python_models = [SOURCE_REPOSITORY / name / "1" / "model.py" for name in PYTHON_MODELS]
-    modules = (batching, batch_layout, repository_module)
-    sources = [Path(__file__), *(Path(module.__file__) for module in modules), *python_models]
+    sources = [Path(__file__), Path(batching.__file__), Path(batch_layout.__file__), *python_models]
     return code_fingerprint(*(path for path in sources if path.is_file()))
 
 

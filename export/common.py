@@ -42,11 +42,14 @@ def sha256_file(path: Path) -> str:
 
 
 def code_fingerprint(*sources: Path) -> str:
-    """sha256 over the exporter's own source files. Each export records it, and a repository written by another
-    version of them (other configs, other graph rewrites) is not up to date: upgrading and re-running export
-    rewrites it, where matching model hashes alone would keep the old configs."""
+    """sha256 over the exporter's own source files, and mt_photos_triton/repository.py, through which every export
+    writes its configs. Each export records it, and a repository written by another version of them (other
+    configs, other graph rewrites) is not up to date: upgrading and re-running export rewrites it, where matching
+    model hashes alone would keep the old configs."""
+    from mt_photos_triton import repository
+
     digest = hashlib.sha256()
-    for source in sources:
+    for source in (*sources, Path(repository.__file__)):
         digest.update(source.name.encode() + b"\0" + Path(source).read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -573,9 +573,7 @@ def _up_to_date(repository: Path, pack: str, source: str | None) -> bool:
 
 
 def exporter_fingerprint() -> str:
-    from mt_photos_triton import repository as repository_module
-
-    return code_fingerprint(Path(__file__), Path(repository_module.__file__))
+    return code_fingerprint(Path(__file__))
 
 
 def _check_hashes(pack: str, source: str | None, files: dict[str, Path], record_path: Path | None) -> dict[str, str]:

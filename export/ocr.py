@@ -312,9 +312,7 @@ def up_to_date(repository: Path, model: str) -> bool:
 
 
 def exporter_fingerprint() -> str:
-    from mt_photos_triton import repository as repository_module
-
-    return code_fingerprint(Path(__file__), Path(repository_module.__file__))
+    return code_fingerprint(Path(__file__))
 
 
 def renamed_graph(path: Path, inputs: dict[str, str], outputs: dict[str, str], dims: dict[str, str]) -> onnx.ModelProto:

@@ -34,6 +34,10 @@ class BenchClient:
 
     @staticmethod
     def _answer(route: str, response: urllib3.BaseHTTPResponse) -> Any:
+        """The JSON answer; an HTTP error or an MT Photos failure (a 200 body with `msg`) raises."""
         if response.status != 200:
             raise RuntimeError(f"{route}: HTTP {response.status}: {response.data[:200]!r}")
-        return json.loads(response.data)
+        body = json.loads(response.data)
+        if isinstance(body, dict) and "msg" in body:
+            raise RuntimeError(f"{route} failed: {body['msg']}")
+        return body

@@ -87,14 +87,7 @@ def http_call(url: str, image: bytes) -> Callable[[], object]:
     from mt_photos_triton.bench.client import BenchClient
 
     client = BenchClient(url, API_KEY)
-
-    def call() -> object:
-        body = client.post_file("/ocr", image)
-        if "msg" in body:
-            raise RuntimeError(f"/ocr failed: {body['msg']}")
-        return body
-
-    return call
+    return lambda: client.post_file("/ocr", image)
 
 
 def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tuple[str, float]]:
@@ -114,6 +107,13 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
     postprocess = ocr.DBPostProcess(params)
     samples: dict[str, list[float]] = {}
 
+    rows = int(parameters["recognizer_rows_per_call"])
+
+    def recognise(pixels: np.ndarray) -> list[np.ndarray]:
+        """One recogniser batch in calls of `rows` rows, as the `ocr` model sends it."""
+        calls = [rec.run(["classes", "confidences"], {"image": pixels[i : i + rows]}) for i in range(0, len(pixels), rows)]
+        return [np.concatenate(column) for column in zip(*calls)]
+
     def timed(stage: str, function: Callable[[], object]) -> object:
         start = time.perf_counter()
         value = function()
@@ -128,18 +128,9 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
         boxes = boxes[ocr.reading_order(boxes)]
         crops = timed("perspective crops", lambda: ocr.crop_lines(decoded, boxes))
         batches = timed("recogniser input", lambda: ocr.recognition_batches(crops, params))
-        rows = int(parameters["recognizer_rows_per_call"])  # as the `ocr` model splits its calls
         for batch in batches:
             shape = tuple(batch.pixels.shape[i] for i in (0, 3))
-            output = timed(
-                f"ocr_rec batch x width {shape}",
-                lambda: [
-                    np.concatenate(columns)
-                    for columns in zip(
-                        *(rec.run(["classes", "confidences"], {"image": batch.pixels[i : i + rows]}) for i in range(0, len(batch.pixels), rows))
-                    )
-                ],
-            )
+            output = timed(f"ocr_rec batch x width {shape}", lambda: recognise(batch.pixels))
             timed("CTC decode", lambda: decoder(*output))
     return [(stage, statistics.median(values) * len(values) / repeats) for stage, values in samples.items()]
 
