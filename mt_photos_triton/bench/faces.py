@@ -5,8 +5,9 @@ Both sides run the same model files in the same run: the largest SCRFD detector 
 the real w600k_r50 may not be shipped). Ours: the exported models behind the real adapter, requests from C
 client threads. Reference: insightface's SCRFD (640) + norm_crop + ArcFaceONNX, face by face as its
 FaceAnalysis does, from C threads sharing the sessions, on the same image bytes (cv2.imdecode as the
-reference service does). Printed: images/s, faces/s, p50/p95 latency per photo and concurrency, and the
-ratio ours/reference of images/s.
+reference service does). Printed: images/s, faces/s, p50/p95 latency per photo and concurrency, the
+ratio ours/reference of images/s, and "models only": the reference's two ONNX runs alone from as many
+threads, the ceiling of these models on this machine, with each side's share of it.
 """
 
 from __future__ import annotations
@@ -136,6 +137,35 @@ def reference_call(pack: Path, data: bytes) -> Callable[[], int]:
     return call
 
 
+def models_only_call(pack: Path, data: bytes) -> Callable[[], int]:
+    """The hardware's ceiling for this photo: the reference's two ONNX runs and nothing else (no decode,
+    letterbox, anchor decode, NMS or alignment), batch 1 and face by face as the reference runs them, on
+    inputs prepared once. Neither side can go faster than this on these models without changing their maths."""
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+
+    from export.faces import DETECTION_FILE, DETECTOR_INPUT_SIZE, RECOGNITION_FILE
+    from mt_photos_triton.pipelines import faces as pipeline
+
+    detector = ort.InferenceSession(str(pack / DETECTION_FILE), providers=["CPUExecutionProvider"])
+    recognizer = ort.InferenceSession(str(pack / RECOGNITION_FILE), providers=["CPUExecutionProvider"])
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    canvas, _ = pipeline.letterbox(image, DETECTOR_INPUT_SIZE)
+    blob = pipeline.to_nchw_rgb([canvas], 127.5, 128.0)
+    faces = reference_call(pack, data)()
+    crop = np.zeros((1, 3, pipeline.ALIGNED_SIZE, pipeline.ALIGNED_SIZE), np.float32)
+    detector_input, recognizer_input = detector.get_inputs()[0].name, recognizer.get_inputs()[0].name
+
+    def call() -> int:
+        detector.run(None, {detector_input: blob})
+        for _ in range(faces):
+            recognizer.run(None, {recognizer_input: crop})
+        return faces
+
+    return call
+
+
 def build_pack(root: Path, detector: Path) -> Path:
     import shutil
 
@@ -171,30 +201,40 @@ def main(argv: list[str]) -> int:
         with EmbeddedTriton(repository=repository, models=None) as server, adapter(server.http_url) as url:
             for name, data in photos().items():
                 ours, reference = http_call(url, data), reference_call(pack, data)
-                for call in (ours, reference):
+                ceiling = models_only_call(pack, data)
+                for call in (ours, reference, ceiling):
                     for _ in range(args.warmup):
                         call()
                 for level in levels:
-                    # alternating rounds, so that both sides see the same background load (the machine is shared)
-                    mine, theirs = Samples(), Samples()
+                    # alternating rounds, so that all three see the same background load (the machine is shared)
+                    mine, theirs, bare = Samples(), Samples(), Samples()
                     for _ in range(args.rounds):
-                        measure(ours, max(level, args.requests // args.rounds), level, mine)
-                        measure(reference, max(level, args.requests // args.rounds), level, theirs)
-                    rows.append((name, level, mine.run(), theirs.run()))
+                        per_round = max(level, args.requests // args.rounds)
+                        measure(ours, per_round, level, mine)
+                        measure(reference, per_round, level, theirs)
+                        measure(ceiling, per_round, level, bare)
+                    rows.append((name, level, mine.run(), theirs.run(), bare.run()))
     print_table(rows)
     return 0
 
 
-def print_table(rows: list[tuple[str, int, Run, Run]]) -> None:
+def print_table(rows: list[tuple[str, int, Run, Run, Run]]) -> None:
     header = (
         f"{'photo':<18} {'conc':>4} | {'ours img/s':>10} {'faces/s':>8} {'p50 ms':>7} {'p95 ms':>7} | "
-        f"{'ref img/s':>9} {'faces/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'ratio':>5}"
+        f"{'ref img/s':>9} {'faces/s':>8} {'p50 ms':>7} {'p95 ms':>7} | {'ratio':>5} | {'models only':>11} "
+        f"{'ours':>5} {'ref':>5}"
     )
     print(header)
     print("-" * len(header))
-    for name, level, mine, theirs in rows:
+    for name, level, mine, theirs, bare in rows:
         print(
             f"{name:<18} {level:>4} | {mine.images_per_s:>10.2f} {mine.faces_per_s:>8.2f} {mine.p50_ms:>7.0f} "
             f"{mine.p95_ms:>7.0f} | {theirs.images_per_s:>9.2f} {theirs.faces_per_s:>8.2f} {theirs.p50_ms:>7.0f} "
-            f"{theirs.p95_ms:>7.0f} | {mine.images_per_s / theirs.images_per_s:>5.2f}x"
+            f"{theirs.p95_ms:>7.0f} | {mine.images_per_s / theirs.images_per_s:>5.2f}x | "
+            f"{bare.images_per_s:>7.2f} img/s {mine.images_per_s / bare.images_per_s:>5.0%} "
+            f"{theirs.images_per_s / bare.images_per_s:>5.0%}"
         )
+    print(
+        "models only: the two ONNX runs alone, in-process, from the same number of threads (no decoding, letterbox,\n"
+        "NMS or alignment): the most these models give on this machine; ours and ref are each side's share of it."
+    )

@@ -122,10 +122,11 @@ def letterbox(image: NDArray[np.uint8], size: int) -> tuple[NDArray[np.uint8], f
 def to_nchw_rgb(
     images: Sequence[NDArray[np.uint8]] | NDArray[np.uint8], mean: float, std: float
 ) -> NDArray[np.float32]:
-    """BGR uint8 [N,H,W,3] → float32 NCHW RGB, (x − mean) / std (what cv2.dnn.blobFromImages computes)."""
-    batch = np.asarray(images)
-    rgb = batch[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
-    return np.ascontiguousarray((rgb - np.float32(mean)) * np.float32(1.0 / std))
+    """BGR uint8 [N,H,W,3] → float32 NCHW RGB, (x − mean) / std: cv2.dnn.blobFromImages, as insightface
+    prepares both models' inputs (the same bytes as numpy's (x − mean) * (1/std) in float32, ~6x faster)."""
+    batch = list(images)
+    height, width = batch[0].shape[:2]
+    return cv2.dnn.blobFromImages(batch, 1.0 / std, (width, height), (mean, mean, mean), swapRB=True, crop=False)
 
 
 def anchor_centres(size: int, stride: int, anchors: int) -> NDArray[np.float32]:
@@ -186,12 +187,13 @@ class ScrfdDecoder:
         for stride in self.contract.strides:
             scores = maps[name("score", stride)]
             keep = np.where(scores >= min_score)[0]
-            centres = self.centres[stride]
-            boxes = distance_to_boxes(centres, maps[name("bbox", stride)] * stride)
-            keypoints = distance_to_keypoints(centres, maps[name("kps", stride)] * stride)
+            # only the anchors kept: the same row-wise arithmetic as decoding all of them and then selecting
+            centres = self.centres[stride][keep]
+            boxes = distance_to_boxes(centres, maps[name("bbox", stride)][keep] * stride)
+            keypoints = distance_to_keypoints(centres, maps[name("kps", stride)][keep] * stride)
             scores_list.append(scores[keep])
-            boxes_list.append(boxes[keep])
-            keypoints_list.append(keypoints[keep])
+            boxes_list.append(boxes)
+            keypoints_list.append(keypoints)
         scores = np.vstack(scores_list).ravel()
         if scores.size == 0:
             return Faces.empty()

@@ -140,3 +140,10 @@ def test_contracts_come_from_parameters_only() -> None:
     del parameters["detector_mean"]
     with pytest.raises(ValueError, match="detector_mean"):
         pipeline.contracts_from_parameters(parameters)
+
+
+@pytest.mark.parametrize(("mean", "std"), [(127.5, 128.0), (127.5, 127.5), (0.0, 1.0)])
+def test_normalisation_is_numpy_float32_arithmetic_exactly(mean: float, std: float) -> None:
+    bgr = np.random.default_rng(7).integers(0, 256, (3, 40, 24, 3), dtype=np.uint8)
+    expected = (bgr[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - np.float32(mean)) * np.float32(1.0 / std)
+    assert np.array_equal(pipeline.to_nchw_rgb(bgr, mean, std), expected)
