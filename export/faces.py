@@ -433,39 +433,11 @@ def batch_recognizer(path: Path, info: RecognizerInfo) -> Any:
             if current is not None and current.ndim == 1 and len(current) >= 2 and int(current[0]) == 1:
                 _point_reshape_to(graph, node, [0, *(int(v) for v in current[1:])])
     _rename_all(graph, {info.source_input: "image", info.source_output: "embedding"})
-    prelu_as_relu(graph)
     del graph.value_info[:]
     _set_shape(graph.input[0], ["batch", 3, ALIGNED_SIZE, ALIGNED_SIZE])
     _set_shape(graph.output[0], ["batch", info.embedding_size])
     onnx.checker.check_model(model)
     return model
-
-
-def prelu_as_relu(graph: Any) -> int:
-    """Every PRelu(x, slope) rewritten as Relu(x) + slope * (x - Relu(x)); returns how many.
-
-    The same number bit for bit for every finite x (x >= 0: x + slope * 0; x < 0: 0 + slope * x), but where
-    onnxruntime's CPU provider leaves its blocked NCHWc layout around each PRelu (a reorder out and one back
-    in), Relu, Sub, Mul and Add run in it: ~5% of the time of a w600k_r50-sized recogniser (25 PRelu)."""
-    import onnx
-
-    rewritten, count = [], 0
-    for node in graph.node:
-        if node.op_type != "PRelu":
-            rewritten.append(node)
-            continue
-        count += 1
-        x, slope = node.input
-        stem = f"{node.name or node.output[0]}/prelu"
-        rewritten += [
-            onnx.helper.make_node("Relu", [x], [f"{stem}/positive"], name=f"{stem}/relu"),
-            onnx.helper.make_node("Sub", [x, f"{stem}/positive"], [f"{stem}/negative"], name=f"{stem}/sub"),
-            onnx.helper.make_node("Mul", [f"{stem}/negative", slope], [f"{stem}/scaled"], name=f"{stem}/mul"),
-            onnx.helper.make_node("Add", [f"{stem}/positive", f"{stem}/scaled"], [node.output[0]], name=f"{stem}/add"),
-        ]
-    del graph.node[:]
-    graph.node.extend(rewritten)
-    return count
 
 
 def check_recognizer_batch(original: Path, batched: Any, info: RecognizerInfo) -> float:

@@ -152,31 +152,3 @@ def test_a_failed_self_check_leaves_nothing_to_serve(
     assert not (repository / "face_det" / "1" / "model.onnx").exists()
     assert not (repository / "faces" / "export.json").exists()
 
-
-def test_prelu_rewrite_gives_the_same_numbers_bit_for_bit() -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-    weights = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
-    slope = numpy_helper.from_array(np.array([0.25, -0.5, 1.5, 0.0], np.float32).reshape(4, 1, 1), "slope")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-            helper.make_node("PRelu", ["c", "slope"], ["p"]),
-            helper.make_node("PRelu", ["p", "slope"], ["y"]),  # chained: each rewrite names its own tensors
-        ],
-        "prelu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 16, 16])],
-        [weights, slope],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    x = rng.normal(size=(2, 3, 16, 16)).astype(np.float32)
-    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-
-    assert faces_export.prelu_as_relu(model.graph) == 2
-    onnx.checker.check_model(model)
-    assert "PRelu" not in {node.op_type for node in model.graph.node}
-    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    assert (before < 0).any() and np.array_equal(before, after)
