@@ -151,4 +151,3 @@ def test_a_failed_self_check_leaves_nothing_to_serve(
         faces_export.export(repository, "broken", str(pack), force=False)
     assert not (repository / "face_det" / "1" / "model.onnx").exists()
     assert not (repository / "faces" / "export.json").exists()
-
