@@ -44,7 +44,8 @@ def weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     count = np.minimum((centre + support + 0.5).astype(np.int64), in_size) - first
     offsets = np.arange(taps)
     used = offsets[None, :] < count[:, None]
-    raw = np.where(used, bicubic((offsets[None, :] + first[:, None] - centre[:, None] + 0.5) / filterscale), 0.0)
+    distance = (offsets[None, :] + first[:, None] - centre[:, None] + 0.5) * (1.0 / filterscale)  # C: * ss
+    raw = np.where(used, bicubic(distance), 0.0)
     total = np.cumsum(raw, axis=1)[:, -1:]  # added in order, as the C loop does
     normalised = np.where(total != 0.0, raw / np.where(total != 0.0, total, 1.0), raw)
     fixed = normalised * (1 << PRECISION_BITS)
