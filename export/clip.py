@@ -110,14 +110,17 @@ PYTHON_MODELS = (PREPROCESS, TOKENIZE)
 CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)
 
 MAX_BATCH = 16
-# One image encoder with every core, its threads spinning between operators (never after a run: the embedded
-# backend stops them), and concurrent photos batched into one run: with a true batch axis (export/batch_layout.py)
-# ViT-B/32 on 2 cores costs 58 ms/image alone and 46-49 ms/image in a batch of 4, where two single-thread
-# encoders cost 92-106 ms of CPU per image and leave a lone photo (a user waiting) at half speed. Measured over
-# HTTP against the reference (/clip/img, 2 cores, bench clip --images 128, concurrency 1 / 4): two instances x 1
-# thread 0.72x / 0.88x, one x 2 threads without spinning 0.92x / 0.90x, with spinning 1.01x / 1.04x.
+# One image encoder with every core, and concurrent photos batched into one run: with a true batch axis
+# (export/batch_layout.py) ViT-B/32 on 2 cores costs 53-54 ms/image alone and 46-48 ms/image in a batch of 2, where
+# two single-thread encoders cost 92-106 ms of CPU per image and leave a lone photo (a user waiting) at half speed.
+# Its pool threads do not spin between operators: with onnxruntime 1.31 spinning buys nothing on an idle machine
+# (53.6 vs 54.3 ms a photo alone), and under load the spinning thread takes the core a photo is being decoded on.
+# Measured over HTTP, two exports served side by side in alternating rounds (/clip/img, 2 cores, 8 rounds of 64
+# photos): concurrency 4 without spinning 1.05-1.13x the images/s with spinning, every round (14.53 vs 13.35 img/s;
+# the reference 12.36), concurrency 1 equal (11.72 vs 11.73). Two instances x 1 thread: 0.72x / 0.88x the reference.
+# The text encoder measured the same both ways (p50 at concurrency 1 and 4 within 1%).
 VISUAL_INSTANCES = 1
-SPINNING = "1"  # the `allow_spinning` parameter of both encoders (mt_photos_triton/backends/onnxruntime)
+SPINNING = "0"  # the `allow_spinning` parameter of both encoders (mt_photos_triton/backends/onnxruntime)
 TEXTUAL_INSTANCES = 1  # the text tower is the big one (XLM-R's embeddings alone are 0.8 GB)
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
 QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for more
