@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import string
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -49,24 +50,66 @@ def decode_rgb(data: bytes) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def resize_shortest(image: Image.Image, size: int) -> Image.Image:
-    """Shorter side to `size`, the longer one truncated to int; always bicubic (antialiased).
+def shortest_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """Shorter side to `size`, the longer one truncated to int.
 
     immich machine-learning, models/transforms.py `resize_pil`: the same expression order, so the same ints.
     """
-    width, height = image.size
     if width < height:
-        target = (size, int((height / width) * size))
-    else:
-        target = (int((width / height) * size), size)
-    return image.resize(target, resample=Image.Resampling.BICUBIC)
+        return size, int((height / width) * size)
+    return int((width / height) * size), size
+
+
+def resize_shortest(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side to `size` (shortest_side_size); always bicubic (antialiased)."""
+    return image.resize(shortest_side_size(*image.size, size), resample=Image.Resampling.BICUBIC)
+
+
+def centre_origin(width: int, height: int, size: int) -> tuple[int, int]:
+    """Left and top of the centred `size`x`size` square: int(W/2 - size/2) (immich `crop_pil`)."""
+    return int(width / 2 - size / 2), int(height / 2 - size / 2)
 
 
 def crop_centre(image: Image.Image, size: int) -> Image.Image:
-    """`size`x`size` from the centre with left/top = int(W/2 - size/2) (immich `crop_pil`)."""
-    left = int(image.size[0] / 2 - size / 2)
-    top = int(image.size[1] / 2 - size / 2)
+    left, top = centre_origin(*image.size, size)
     return image.crop((left, top, left + size, top + size))
+
+
+def _bicubic(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
+    return image.crop(box).resize(size, resample=Image.Resampling.BICUBIC)
+
+
+def resize_crop_in_halves(image: Image.Image, size: int, helper: Executor) -> Image.Image:
+    """crop_centre(resize_shortest(image, size), size), the same bytes, in about half the time with one more core.
+
+    Pillow's bicubic resize is a horizontal pass (every row on its own) and then a vertical pass (every column on
+    its own), each with weights that depend only on the sizes (Pillow, src/libImaging/Resample.c). So the
+    horizontal pass runs on the top and the bottom half of the rows, the vertical pass only on the columns the crop
+    keeps, in a left and a right half: one half of each in `helper`, the other in the calling thread. (Pillow
+    releases the GIL while it resamples.)
+    """
+    width, height = image.size
+    new_width, new_height = shortest_side_size(width, height, size)
+    left, top = centre_origin(new_width, new_height, size)
+    middle = height // 2
+    if new_width != width and middle > 0:
+        upper = helper.submit(_bicubic, image, (0, 0, width, middle), (new_width, middle))
+        lower = _bicubic(image, (0, middle, width, height), (new_width, height - middle))
+        rows = Image.new(image.mode, (new_width, height))
+        rows.paste(upper.result(), (0, 0))
+        rows.paste(lower, (0, middle))
+    else:
+        rows = image.resize((new_width, height), resample=Image.Resampling.BICUBIC)
+    centre = left + size // 2
+    if size // 2 > 0:
+        west = helper.submit(_bicubic, rows, (left, 0, centre, height), (centre - left, new_height))
+        east = _bicubic(rows, (centre, 0, left + size, height), (left + size - centre, new_height))
+        columns = Image.new(image.mode, (size, new_height))
+        columns.paste(west.result(), (0, 0))
+        columns.paste(east, (centre - left, 0))
+    else:
+        columns = _bicubic(rows, (left, 0, left + size, height), (size, new_height))
+    return columns.crop((0, top, size, top + size))
 
 
 class ImageTransform:
@@ -75,6 +118,7 @@ class ImageTransform:
     Normalisation goes through a per-channel table of the 256 byte values computed with exactly the
     reference's float32 operations (x/255, then *= 1/std, then -= mean/std): bit-identical to normalising
     the whole image, at the cost of one lookup per pixel. The table is built once, here.
+    With a `helper` executor the resize runs in two threads (resize_crop_in_halves: the same bytes).
     """
 
     def __init__(self, size: int, mean: Sequence[float] | NDArray[np.float32], std: Sequence[float] | NDArray[np.float32]) -> None:
@@ -86,11 +130,15 @@ class ImageTransform:
         levels -= (self.mean / self.std)[:, None]
         self.table = levels
 
-    def __call__(self, data: bytes) -> NDArray[np.float32]:
-        return self.from_image(decode_rgb(data))
+    def __call__(self, data: bytes, helper: Executor | None = None) -> NDArray[np.float32]:
+        return self.from_image(decode_rgb(data), helper)
 
-    def from_image(self, image: Image.Image) -> NDArray[np.float32]:
-        rgb = np.asarray(crop_centre(resize_shortest(image, self.size), self.size))
+    def from_image(self, image: Image.Image, helper: Executor | None = None) -> NDArray[np.float32]:
+        if helper is None:
+            square = crop_centre(resize_shortest(image, self.size), self.size)
+        else:
+            square = resize_crop_in_halves(image, self.size, helper)
+        rgb = np.asarray(square)
         return np.stack([self.table[channel][rgb[:, :, channel]] for channel in range(3)])
 
 

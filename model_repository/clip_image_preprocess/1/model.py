@@ -3,7 +3,8 @@
 Thin: tensors in, mt_photos_triton.pipelines.clip.ImageTransform, tensors out. Size, mean and std come
 from the config parameters that export wrote from the model's preprocess_cfg.json. The images of one
 execution (all requests the dynamic batcher grouped) are decoded in parallel threads: Pillow releases
-the GIL while it decodes and resizes.
+the GIL while it decodes and resizes. A lone image (a user waiting, nothing else to overlap with) has its
+resize split over two threads instead (pipelines.clip.resize_crop_in_halves: the same bytes).
 """
 
 from __future__ import annotations
@@ -34,17 +35,22 @@ class TritonPythonModel:
         self.transform = ImageTransform(
             int(parameters["size"]), parse_floats(parameters["mean"]), parse_floats(parameters["std"])
         )
-        self.pool = ThreadPoolExecutor(max_workers=int(parameters["decode_threads"]))
+        threads = int(parameters["decode_threads"])
+        self.pool = ThreadPoolExecutor(max_workers=threads)
+        # the second half of a lone image's resize: its own thread, so a pool job never waits on a pool job
+        self.helper = ThreadPoolExecutor(max_workers=1) if threads > 1 else None
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        jobs: list[list[Future] | str] = []
+        inputs: list[Any] = []
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, "image_bytes")
-            if tensor is None:
-                jobs.append("input 'image_bytes' is missing")
-                continue
-            items = tensor.as_numpy().reshape(-1)
-            jobs.append([self.pool.submit(self.transform, bytes(item)) for item in items])
+            inputs.append("input 'image_bytes' is missing" if tensor is None else tensor.as_numpy().reshape(-1))
+        lone = sum(len(items) for items in inputs if not isinstance(items, str)) == 1
+        helper = self.helper if lone else None
+        jobs: list[list[Future] | str] = [
+            items if isinstance(items, str) else [self.pool.submit(self.transform, bytes(item), helper) for item in items]
+            for items in inputs
+        ]
 
         responses = []
         for job in jobs:
@@ -64,3 +70,5 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.helper is not None:
+            self.helper.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,38 @@
+"""The two-thread resize of a lone photo gives the very bytes of Pillow's one-call resize and centre crop."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mt_photos_triton.pipelines.clip import crop_centre, resize_crop_in_halves, resize_shortest
+
+# landscape, portrait, square, the common camera and phone sizes, upscaled tiny ones, one-pixel-thin ones, sides
+# already at the target (one pass only), odd halves
+IMAGE_SIZES = [
+    (1280, 960), (960, 1280), (4032, 3024), (1170, 2532), (1920, 1080), (500, 9999),
+    (224, 224), (225, 224), (224, 1000), (1000, 224), (257, 257), (333, 257),
+    (100, 80), (3, 5), (1, 1), (1, 500), (500, 1), (2, 3), (7, 400),
+]
+TARGETS = [224, 240, 3, 2, 1]
+
+
+@pytest.fixture(scope="module")
+def helper():
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize("width,height", IMAGE_SIZES, ids=[f"{w}x{h}" for w, h in IMAGE_SIZES])
+def test_split_resize_equals_pillows_resize_and_crop(width: int, height: int, helper: ThreadPoolExecutor) -> None:
+    rng = np.random.default_rng(width * 10007 + height)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    for size in TARGETS:
+        want = np.asarray(crop_centre(resize_shortest(image, size), size))
+        got = np.asarray(resize_crop_in_halves(image, size, helper))
+        assert got.shape == want.shape == (size, size, 3)
+        differing = int((got != want).sum())
+        assert differing == 0, f"{width}x{height} -> {size}: {differing} values differ"
