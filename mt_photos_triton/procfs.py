@@ -40,3 +40,22 @@ def processes() -> Iterator[Process]:
             ppid=int(fields[1]),
             session=int(fields[3]),
         )
+
+
+def runnable_threads(loadavg: str | None = None) -> int | None:
+    """Threads runnable right now on this machine, the caller included: the 'running' of /proc/loadavg's fourth
+    field ("2/78"). None where that cannot be read."""
+    try:
+        text = loadavg if loadavg is not None else (PROC / "loadavg").read_text()
+        return int(text.split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def core_to_spare() -> bool:
+    """Whether a second thread would find a core of its own now: runnable threads, the caller included, no more
+    than the cores this process may use. True where /proc cannot tell."""
+    import os
+
+    running = runnable_threads()
+    return running is None or running <= len(os.sched_getaffinity(0))

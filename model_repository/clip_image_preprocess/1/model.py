@@ -3,8 +3,8 @@
 Thin: tensors in, mt_photos_triton.pipelines.clip.ImageTransform, tensors out. Size, mean and std come
 from the config parameters that export wrote from the model's preprocess_cfg.json. The images of one
 execution (all requests the dynamic batcher grouped) are decoded in parallel threads: Pillow releases
-the GIL while it decodes and resizes. A lone image (a user waiting, nothing else to overlap with) has its
-resize split over two threads instead (pipelines.clip.resize_crop_in_halves: the same bytes).
+the GIL while it decodes and resizes. A lone image, when a core is free, has its resize split over two
+threads instead (pipelines.clip.resize_crop_in_halves: the same bytes).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from mt_photos_triton.errors import PipelineError
 from mt_photos_triton.pipelines.clip import ImageTransform, parse_floats
+from mt_photos_triton.procfs import core_to_spare
 
 
 def _parameters(args: dict[str, str]) -> dict[str, str]:
@@ -45,8 +46,10 @@ class TritonPythonModel:
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, "image_bytes")
             inputs.append("input 'image_bytes' is missing" if tensor is None else tensor.as_numpy().reshape(-1))
+        # a lone image while a core is free (a user waiting; at concurrency 1 the other core is nearly always free,
+        # at 4 nearly never: there the split would only add its copies)
         lone = sum(len(items) for items in inputs if not isinstance(items, str)) == 1
-        helper = self.helper if lone else None
+        helper = self.helper if lone and core_to_spare() else None
         jobs: list[list[Future] | str] = [
             items if isinstance(items, str) else [self.pool.submit(self.transform, bytes(item), helper) for item in items]
             for items in inputs
