@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,5 @@ def runnable_threads(loadavg: str | None = None) -> int | None:
 def core_to_spare() -> bool:
     """Whether a second thread would find a core of its own now: runnable threads, the caller included, no more
     than the cores this process may use. True where /proc cannot tell."""
-    import os
-
     running = runnable_threads()
     return running is None or running <= len(os.sched_getaffinity(0))
