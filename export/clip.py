@@ -119,7 +119,7 @@ MAX_BATCH = 16
 # photos): concurrency 4 without spinning 1.05-1.13x the images/s with spinning, every round (14.53 vs 13.35 img/s;
 # the reference 12.36), concurrency 1 equal (11.72 vs 11.73). Two instances x 1 thread: 0.72x / 0.88x the reference.
 VISUAL_INSTANCES = 1
-VISUAL_SPINNING = "0"  # the `allow_spinning` parameter (mt_photos_triton/backends/onnxruntime)
+VISUAL_SPINNING = "0"  # the `allow_spinning` parameter (mt_photos_triton/runtime/backends/onnxruntime)
 # The text encoder keeps spinning during a run: nothing is decoded beside it, and the two ways measured the same
 # (p50 at concurrency 1 and 4 within 1%), so it stays as /clip/txt was measured against the reference.
 TEXTUAL_SPINNING = "1"
@@ -497,7 +497,8 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
     """The six configs of a model: its contract written into tensor shapes and parameters; encoder thread
     pools sized for `cores` (the export machine's, by default)."""
     from mt_photos_triton.pipelines.clip import format_floats
-    from mt_photos_triton.repository import REQUIRED_FILES_PARAMETER, set_parameters
+    from mt_photos_triton.repository import REQUIRED_FILES_PARAMETER
+    from export.configs import set_parameters
 
     size, length, dim = contract.image_size, contract.context_length, contract.dim
     image_batch = min(MAX_BATCH, contract.visual_batch)
@@ -596,19 +597,19 @@ def up_to_date(repository: Path, name: str) -> bool:
 
 def exporter_fingerprint() -> str:
     from export import batch_layout, batching
-    from mt_photos_triton.cli import SOURCE_REPOSITORY
+    from mt_photos_triton.repository import templates
 
-    python_models = [SOURCE_REPOSITORY / name / "1" / "model.py" for name in PYTHON_MODELS]
+    python_models = [templates() / name / "1" / "model.py" for name in PYTHON_MODELS]
     sources = [Path(__file__), Path(batching.__file__), Path(batch_layout.__file__), *python_models]
     return code_fingerprint(*(path for path in sources if path.is_file()))
 
 
 def _install_python_model(repository: Path, name: str) -> None:
     """model.py from this package's own repository tree, unless the target already holds that very file."""
-    from mt_photos_triton.cli import SOURCE_REPOSITORY
+    from mt_photos_triton.repository import templates
 
     target = repository / name / "1" / "model.py"
-    source = SOURCE_REPOSITORY / name / "1" / "model.py"
+    source = templates() / name / "1" / "model.py"
     if not source.is_file():
         raise ExportError(f"{source} is missing: reinstall mt-photos-triton")
     if target.is_file() and target.read_bytes() == source.read_bytes():
@@ -629,7 +630,7 @@ def _save_onnx(model: Any, target_dir: Path) -> None:
 
 
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
-    from mt_photos_triton.repository import write_config
+    from export.configs import write_config
 
     repository = Path(repository)
     name = model or (Path(source).stem if source else DEFAULT_MODEL)

@@ -460,7 +460,9 @@ def check_recognizer_batch(original: Path, batched: Any, info: RecognizerInfo) -
 def detector_config(info: DetectorInfo) -> Any:
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig, set_parameters
+    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig
+
+    from export.configs import set_parameters
 
     config = ModelConfig(name=DETECTOR_MODEL, backend="onnxruntime", max_batch_size=DETECTOR_MAX_BATCH)
     config.dynamic_batching.SetInParent()
@@ -491,7 +493,9 @@ def detector_parameters(info: DetectorInfo) -> dict[str, object]:
 def recognizer_config(info: RecognizerInfo) -> Any:
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig, set_parameters
+    from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig
+
+    from export.configs import set_parameters
 
     config = ModelConfig(name=RECOGNIZER_MODEL, backend="onnxruntime", max_batch_size=RECOGNIZER_MAX_BATCH)
     config.dynamic_batching.SetInParent()
@@ -512,7 +516,9 @@ def entry_config(detector: DetectorInfo, recognizer: RecognizerInfo) -> Any:
     """The `faces` BLS model: its parameters repeat the two contracts it applies (it pre- and post-processes)."""
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from mt_photos_triton.repository import BLS_MODELS_PARAMETER, FAMILY_PARAMETER, ModelConfig, set_parameters
+    from mt_photos_triton.repository import BLS_MODELS_PARAMETER, FAMILY_PARAMETER, ModelConfig
+
+    from export.configs import set_parameters
 
     config = ModelConfig(name=ENTRY_MODEL, backend="python", max_batch_size=ENTRY_MAX_BATCH)
     config.dynamic_batching.max_queue_delay_microseconds = ENTRY_QUEUE_DELAY_US
@@ -595,7 +601,7 @@ def _check_hashes(pack: str, source: str | None, files: dict[str, Path], record_
 
 
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
-    from mt_photos_triton.repository import write_config
+    from export.configs import write_config
 
     pack = model or DEFAULT_PACK
     repository = Path(repository)

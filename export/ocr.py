@@ -376,7 +376,7 @@ def dictionary_lines(sources: Sources) -> bytes:
 def write_repository(repository: Path, model: str, sources: Sources) -> None:
     import onnx
 
-    from mt_photos_triton.repository import write_config
+    from export.configs import write_config
 
     det = renamed_graph(
         sources.det, {"x": "image"}, {"fetch_name_0": "probability"},
@@ -432,7 +432,9 @@ def model_config(name: str) -> object:
     """The config.pbtxt of one OCR model (the same text is committed in model_repository/)."""
     from google.protobuf import text_format
 
-    from mt_photos_triton.repository import ModelConfig, set_parameters
+    from mt_photos_triton.repository import ModelConfig
+
+    from export.configs import set_parameters
 
     config = ModelConfig()
     text_format.Parse(CONFIG_TEXT[name], config)

@@ -14,14 +14,14 @@ from mt_photos_triton.families import FAMILIES
 
 log = logging.getLogger("mt_photos_triton")
 
-SOURCE_REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
-
-
 def default_repository() -> Path:
-    """MODEL_REPOSITORY, else the checkout's model_repository/, else ./model_repository."""
+    """MODEL_REPOSITORY, else the checkout's model_repository/ (when run from a checkout), else ./model_repository."""
+    from mt_photos_triton.repository import templates
+
     if os.environ.get("MODEL_REPOSITORY"):
         return Path(os.environ["MODEL_REPOSITORY"])
-    return SOURCE_REPOSITORY if SOURCE_REPOSITORY.is_dir() else Path("model_repository")
+    committed = templates()
+    return committed if committed.name == "model_repository" else Path("model_repository")
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapter import Settings
-from mt_photos_triton.embedded import EmbeddedTriton
+from mt_photos_triton.runtime.embedded import EmbeddedTriton
 from tests.harness import TritonHarness, fixtures_dir, live_adapter
 
 

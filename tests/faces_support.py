@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mt_photos_triton.bench.arcface_standin import build_tiny
+from mt_photos_triton.reference.arcface_standin import build_tiny
 
 DETECTORS = ("det_500m", "det_2.5g", "scrfd_500m_bnkps_batched")
 FIXTURE_FACES = ("astronaut.png", "obama.jpg", "obama2.jpg", "obama3.jpg", "obama_small.jpg", "biden.jpg", "biden2.jpg")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import tritonclient.http as triton_http
 
-from adapter.local import live_adapter  # noqa: F401 - re-exported for the tests
-from mt_photos_triton.embedded import EmbeddedTriton
+from mt_photos_triton.bench.servers import live_adapter  # noqa: F401 - re-exported for the tests
+from mt_photos_triton.runtime.embedded import EmbeddedTriton
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = ROOT / "model_repository"

@@ -176,9 +176,9 @@ class Served:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Served:
-        from adapter.local import adapter_process
+        from mt_photos_triton.bench.servers import adapter_process
         from export.clip import IMAGE, TEXT
-        from mt_photos_triton.embedded import EmbeddedTriton
+        from mt_photos_triton.runtime.embedded import EmbeddedTriton
 
         self.triton = EmbeddedTriton(
             repository=self.repository, models=[IMAGE, TEXT], ports={"http": 0, "grpc": 0, "metrics": 0}
@@ -216,8 +216,8 @@ def http_caller(url: str, route: str, send: Callable[[Any, int], Any]) -> Callab
 def prepare(workdir: Path) -> tuple[Path, Path]:
     """The stand-in model (built once, kept in workdir) and a scratch repository with it exported."""
     from export.clip import CLIP_MODELS, export
-    from mt_photos_triton.bench.clip_standins import DEFAULT_MODEL_SPEC, write_immich_layout
-    from mt_photos_triton.cli import SOURCE_REPOSITORY
+    from mt_photos_triton.reference.clip_standins import DEFAULT_MODEL_SPEC, write_immich_layout
+    from mt_photos_triton.repository import templates
 
     model_dir = workdir / "stand-in"
     if not (model_dir / "textual" / "model.onnx").is_file():
@@ -226,7 +226,7 @@ def prepare(workdir: Path) -> tuple[Path, Path]:
     repository = workdir / "repository"
     for name in CLIP_MODELS:
         if not (repository / name).is_dir():
-            shutil.copytree(SOURCE_REPOSITORY / name, repository / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(templates() / name, repository / name, ignore=shutil.ignore_patterns("__pycache__"))
     print("exporting them with `export clip` (batch rewrite + verification) ...", flush=True)
     result = export(repository, None, str(model_dir), force=False)
     for note in result.notes:

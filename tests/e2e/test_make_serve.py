@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mt_photos_triton.embedded import _mapped_shm_names, free_port, shm_regions
+from mt_photos_triton.runtime.embedded import _mapped_shm_names, free_port, shm_regions
 from mt_photos_triton.procfs import processes
 from tests.harness import ROOT
 from tests.unit.adapter.test_core_routes import CHECK_BODY, KEY

@@ -20,7 +20,8 @@ from tritonclient.utils import InferenceServerException
 
 from export.batching import batchable
 from mt_photos_triton.procfs import processes
-from mt_photos_triton.repository import ModelConfig, write_config
+from mt_photos_triton.repository import ModelConfig
+from export.configs import write_config
 from tests.harness import TritonHarness
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mt_photos_triton.embedded import EmbeddedTriton
-from mt_photos_triton.serve import Watchdog
+from mt_photos_triton.runtime.embedded import EmbeddedTriton
+from mt_photos_triton.runtime.watchdog import Watchdog
 
 pytestmark = pytest.mark.e2e
 

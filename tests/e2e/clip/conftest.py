@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from export.clip import IMAGE, PREPROCESS, TEXT, TEXTUAL, TOKENIZE, VISUAL, export
-from mt_photos_triton.bench.clip_standins import TORCH_MHA, StandInSpec, TowerSize, write_immich_layout
+from mt_photos_triton.reference.clip_standins import TORCH_MHA, StandInSpec, TowerSize, write_immich_layout
 from tests.harness import TritonHarness
 
 CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
 
-from mt_photos_triton.bench.clip_standins import StandInSpec, TowerSize
+from mt_photos_triton.reference.clip_standins import StandInSpec, TowerSize
 from mt_photos_triton.repository import read_config
 from tests.harness import TritonHarness
 from tests.parity.clip.reference import ReferenceTokenizer

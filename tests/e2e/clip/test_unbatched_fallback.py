@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton_http
 
 from export.clip import CLIP_MODELS, IMAGE, TEXT, export
-from mt_photos_triton.bench.clip_standins import StandInSpec, write_immich_layout
+from mt_photos_triton.reference.clip_standins import StandInSpec, write_immich_layout
 from mt_photos_triton.repository import read_config
 from tests.e2e.clip.conftest import encode, photo
 from tests.harness import TritonHarness

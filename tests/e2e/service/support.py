@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from mt_photos_triton.embedded import free_port
+from mt_photos_triton.runtime.embedded import free_port
 from mt_photos_triton.procfs import processes
 from tests.harness import MODEL_REPOSITORY, ROOT
 
@@ -40,8 +40,8 @@ def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
     from export import clip as clip_export
     from export import faces as faces_export
     from export import ocr as ocr_export
-    from mt_photos_triton.bench.arcface_standin import build_tiny
-    from mt_photos_triton.bench.clip_standins import StandInSpec, write_immich_layout
+    from mt_photos_triton.reference.arcface_standin import build_tiny
+    from mt_photos_triton.reference.clip_standins import StandInSpec, write_immich_layout
 
     tracked = subprocess.run(
         ["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True, check=True

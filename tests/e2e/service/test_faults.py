@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from adapter import Settings
-from mt_photos_triton.embedded import EmbeddedTriton
+from mt_photos_triton.runtime.embedded import EmbeddedTriton
 from mt_photos_triton.repository import loadable_models
 from tests.e2e.service.support import KEY, Call, Service, drive
 from tests.harness import live_adapter

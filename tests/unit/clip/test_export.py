@@ -16,7 +16,7 @@ import export.clip as clip_export
 from export.batch_layout import Batched, free_folded_batch, locate_batch
 from export.batching import BatchRewriteError
 from export.common import ExportError
-from mt_photos_triton.bench.clip_standins import (
+from mt_photos_triton.reference.clip_standins import (
     TORCH_MHA,
     StandInSpec,
     TowerSize,
@@ -334,8 +334,8 @@ def test_unreachable_hub_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_committed_configs_are_what_export_writes_for_the_default_model(tmp_path: Path) -> None:
-    from mt_photos_triton.bench.clip_standins import CLIP_MEAN, CLIP_STD
-    from mt_photos_triton.repository import write_config
+    from mt_photos_triton.reference.clip_standins import CLIP_MEAN, CLIP_STD
+    from export.configs import write_config
 
     committed = Path(__file__).resolve().parents[3] / "model_repository"
     default = clip_export.Contract(

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from mt_photos_triton.container import server_flags
-from mt_photos_triton.repository import ModelConfig, write_config
+from mt_photos_triton.runtime.container import server_flags
+from mt_photos_triton.repository import ModelConfig
+from export.configs import write_config
 from tests.harness import ROOT
 
 MIN_TRITON_RELEASE = (25, 7)  # older NGC tags carry published CVEs

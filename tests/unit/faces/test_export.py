@@ -128,7 +128,8 @@ def test_zip_source_with_a_graph_normalising_static_batch_recognizer(tmp_path: P
 
 
 def test_committed_configs_are_what_export_writes_for_buffalo_l() -> None:
-    from mt_photos_triton.repository import CONFIG_NAME, render_config
+    from mt_photos_triton.repository import CONFIG_NAME
+    from export.configs import render_config
     from tests.harness import MODEL_REPOSITORY
 
     for name, config in faces_export.default_configs().items():

@@ -12,7 +12,8 @@ import pytest
 
 from export import ocr as ocr_export
 from export.common import ExportError
-from mt_photos_triton.repository import bound_queue, read_config
+from mt_photos_triton.repository import read_config
+from export.configs import bound_queue
 
 CHECKOUT = Path(__file__).resolve().parents[3] / "model_repository"
 

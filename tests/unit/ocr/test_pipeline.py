@@ -71,7 +71,7 @@ def test_no_text_gives_an_empty_box_array() -> None:
 
 
 def test_reading_order_follows_immich_including_equal_y_order() -> None:
-    reference = pytest.importorskip("mt_photos_triton.bench.ocr_reference")
+    reference = pytest.importorskip("mt_photos_triton.reference.ocr")
     pytest.importorskip("rapidocr")
     rng = np.random.default_rng(3)
     for _ in range(50):

@@ -8,13 +8,13 @@ import pytest
 
 from mt_photos_triton.families import FAMILIES
 from mt_photos_triton.repository import (
-    ENTRY_INSTANCES,
     FAMILY_PARAMETER,
     dependencies,
     model_dirs,
     parameter,
     read_config,
 )
+from export.configs import ENTRY_INSTANCES
 from tests.harness import MODEL_REPOSITORY
 
 COMMITTED = model_dirs(MODEL_REPOSITORY)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mt_photos_triton import embedded
-from mt_photos_triton.embedded import Bundle, EmbeddedTritonError, check_environment, choose_ports
+from mt_photos_triton.runtime import embedded
+from mt_photos_triton.runtime.embedded import Bundle, EmbeddedTritonError, check_environment, choose_ports
 
 
 def _bundle(tmp_path: Path, versions: list[str]) -> Bundle:

@@ -10,7 +10,8 @@ from PIL import Image
 
 from mt_photos_triton.errors import IMAGE_TOO_LARGE, INVALID_IMAGE, PipelineError
 from mt_photos_triton.pipelines.images import MAX_SIDE, probe
-from mt_photos_triton.repository import ModelConfig, loadable_models, scan, set_parameters, write_config
+from mt_photos_triton.repository import ModelConfig, loadable_models, scan
+from export.configs import set_parameters, write_config
 
 
 def _model(repo: Path, name: str, **fields: object) -> ModelConfig:
@@ -75,7 +76,8 @@ def test_probe_refuses_before_decoding(data: bytes, code: str) -> None:
 
 
 def test_written_python_configs_get_a_bounded_rejecting_queue_and_two_instances(tmp_path: Path) -> None:
-    from mt_photos_triton.repository import ENTRY_INSTANCES, QUEUE_MAX_SIZE, read_config
+    from mt_photos_triton.repository import read_config
+    from export.configs import ENTRY_INSTANCES, QUEUE_MAX_SIZE
 
     config = ModelConfig(name="m", backend="python", max_batch_size=8)
     config.dynamic_batching.max_queue_delay_microseconds = 1000

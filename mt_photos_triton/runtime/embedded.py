@@ -200,7 +200,7 @@ class EmbeddedTriton:
         return self._process.pid if self._process else None
 
     def command(self, backend_dir: Path) -> list[str]:
-        from mt_photos_triton.container import server_flags
+        from mt_photos_triton.runtime.container import server_flags
 
         return [
             str(locate_bundle().binary),

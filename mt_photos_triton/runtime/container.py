@@ -1,6 +1,6 @@
 """Entry point of the Triton container (docker-compose): start `tritonserver` on the exported models only.
 
-`python3 -m mt_photos_triton.container` scans the mounted repository, logs what is missing with the export
+`python3 -m mt_photos_triton.runtime.container` scans the mounted repository, logs what is missing with the export
 command that provides it, and execs `tritonserver` in explicit model-control mode with one `--load-model`
 per complete model, so a family that was never exported neither fails the server nor its readiness.
 ACCELERATOR=gpu|openvino selects `configs/<name>.pbtxt` in each model directory where export wrote one
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mt_photos_triton.repository import loadable_models, scan
 
-log = logging.getLogger("mt_photos_triton.container")
+log = logging.getLogger("mt_photos_triton.runtime.container")
 
 ACCELERATORS = ("cpu", "gpu", "openvino")
 

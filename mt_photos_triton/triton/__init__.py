@@ -1,0 +1,1 @@
+"""The Triton python-model glue every model.py uses: parameters, the error policy, BLS calls, row packing."""
