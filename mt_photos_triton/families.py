@@ -1,7 +1,9 @@
-"""The three model families: which Triton models serve each, and the command that exports them."""
+"""The three model families: which Triton models serve each, the command that exports them, and the
+environment variables (the reference service's own) that choose their models."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 OCR_MODEL = "ocr"
@@ -9,11 +11,17 @@ FACES_MODEL = "faces"
 CLIP_IMAGE_MODEL = "clip_image"
 CLIP_TEXT_MODEL = "clip_text"
 
+# Every entry model's config carries the name of the model export was given (`export --model`, or the variable
+# below), so that `/check`, `/represent` and `serve` report what Triton really serves, read from Triton itself.
+SERVED_MODEL_PARAMETER = "served_model"
+
 
 @dataclass(frozen=True)
 class Family:
     name: str
     entry_models: tuple[str, ...]  # what a route (or a direct Triton client) calls
+    variables: tuple[str, ...]  # the reference's variables naming this family's model, the first one leading
+    default_model: str  # the reference service's default
 
     @property
     def export_command(self) -> str:
@@ -21,10 +29,34 @@ class Family:
 
 
 FAMILIES = {
-    "ocr": Family("ocr", (OCR_MODEL,)),
-    "faces": Family("faces", (FACES_MODEL,)),
-    "clip": Family("clip", (CLIP_IMAGE_MODEL, CLIP_TEXT_MODEL)),
+    "ocr": Family("ocr", (OCR_MODEL,), ("OCR_MODEL_NAME",), "PP-OCRv5_mobile"),
+    "faces": Family(
+        "faces", (FACES_MODEL,), ("FACE_RECOGNITION_MODEL_NAME", "FACE_DETECTION_MODEL_NAME"), "buffalo_l"
+    ),
+    "clip": Family(
+        "clip",
+        (CLIP_IMAGE_MODEL, CLIP_TEXT_MODEL),
+        ("CLIP_VISUAL_MODEL_NAME", "CLIP_TEXTUAL_MODEL_NAME"),
+        "XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k",
+    ),
 }
+
+
+class ModelChoiceError(ValueError):
+    """The variables name models this service cannot serve together; the message says what to set."""
+
+
+def chosen_model(family: Family, env: Mapping[str, str]) -> str:
+    """The model the variables name for `family` (its default where none is set). One model per family is served:
+    variables of one family that name different models are refused (CLIP's towers must come from one model, and
+    faces' detector and recogniser from one InsightFace pack)."""
+    named = {variable: env[variable].strip() for variable in family.variables if env.get(variable, "").strip()}
+    if len(set(named.values())) > 1:
+        listed = ", ".join(f"{variable}={value}" for variable, value in named.items())
+        raise ModelChoiceError(
+            f"{listed}: one {family.name} model is served, so these must name the same model; set them alike"
+        )
+    return next(iter(named.values()), family.default_model)
 
 
 def family_of(model: str) -> Family | None:
