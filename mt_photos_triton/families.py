@@ -22,6 +22,9 @@ class Family:
     entry_models: tuple[str, ...]  # what a route (or a direct Triton client) calls
     variables: tuple[str, ...]  # the reference's variables naming this family's model, the first one leading
     default_model: str  # the reference service's default
+    # CLIP's two towers must come from one model (vectors of one space); faces' recogniser leads (its embeddings
+    # are what a library indexed) and the detector is taken from the same pack
+    variables_must_agree: bool = False
 
     @property
     def export_command(self) -> str:
@@ -38,6 +41,7 @@ FAMILIES = {
         (CLIP_IMAGE_MODEL, CLIP_TEXT_MODEL),
         ("CLIP_VISUAL_MODEL_NAME", "CLIP_TEXTUAL_MODEL_NAME"),
         "XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k",
+        variables_must_agree=True,
     ),
 }
 
@@ -47,11 +51,10 @@ class ModelChoiceError(ValueError):
 
 
 def chosen_model(family: Family, env: Mapping[str, str]) -> str:
-    """The model the variables name for `family` (its default where none is set). One model per family is served:
-    variables of one family that name different models are refused (CLIP's towers must come from one model, and
-    faces' detector and recogniser from one InsightFace pack)."""
+    """The model the variables name for `family` (its default where none is set), the leading variable first.
+    One model per family is served: where the family's variables must agree and name different models, refused."""
     named = {variable: env[variable].strip() for variable in family.variables if env.get(variable, "").strip()}
-    if len(set(named.values())) > 1:
+    if family.variables_must_agree and len(set(named.values())) > 1:
         listed = ", ".join(f"{variable}={value}" for variable, value in named.items())
         raise ModelChoiceError(
             f"{listed}: one {family.name} model is served, so these must name the same model; set them alike"
