@@ -75,6 +75,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: each page shared by N processes counts 1/N (so a tree's sum counts shared
+    libraries and shared-memory regions once)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def descendants(pid: int) -> list[int]:
     """`pid`'s children, grandchildren, ... (the server runs in its own session, so walk parents)."""
     children: dict[int, list[int]] = {}
@@ -102,7 +114,8 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Service:
+    def start(self, ready_status: int | None = 200) -> Service:
+        """Start and wait until /health/ready answers `ready_status` (None: any answer)."""
         self.port = free_port()
         env = {**os.environ, "API_AUTH_KEY": KEY, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "mt_photos_triton.cli", "serve", "--repository", str(self.repository),
@@ -115,7 +128,8 @@ class Service:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited early:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                status = httpx.get(f"{self.url}/health/ready", timeout=2).status_code
+                if ready_status is None or status == ready_status:
                     return self
             except httpx.HTTPError:
                 pass
@@ -137,6 +151,11 @@ class Service:
     def total_rss(self) -> int:
         assert self.process is not None
         return sum(rss_bytes(p) for p in [self.process.pid, *descendants(self.process.pid)])
+
+    def total_pss(self) -> int:
+        """The served tree's memory (adapter, tritonserver, python stubs), shared pages counted once."""
+        assert self.process is not None
+        return sum(pss_bytes(p) for p in [self.process.pid, *descendants(self.process.pid)])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
