@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
 
 
 class PixelBudget:
@@ -61,12 +60,3 @@ class PixelBudget:
             self._waiting.popleft()
             self.held += weight
             turn.set_result(None)
-
-    @contextlib.asynccontextmanager
-    async def hold(self, pixels: int, timeout_s: float) -> AsyncIterator[None]:
-        """Hold `pixels` for the body of the `async with`; asyncio.TimeoutError when no turn came in time."""
-        weight = await asyncio.wait_for(self.acquire(pixels), timeout=timeout_s)
-        try:
-            yield
-        finally:
-            self.release(weight)

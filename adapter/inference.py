@@ -134,16 +134,24 @@ class InferencePath:
         try:
             info = probe(data, route.limits.with_pixels(self.settings.max_image_pixels))
             feeds = {IMAGE_INPUT: np.array([[data]], dtype=np.object_), **(inputs or {})}
+            weight = await self._turn(info.pixels)
             try:
-                async with self.budget.hold(info.pixels, self.settings.inference_timeout_s):
-                    outputs = await self.backend.infer(route.model, feeds, route.outputs)
-            except asyncio.TimeoutError as error:  # no turn within the inference timeout
-                raise Overloaded(f"{info.pixels} px waited {self.settings.inference_timeout_s:.0f} s") from error
+                outputs = await self.backend.infer(route.model, feeds, route.outputs)
+            finally:
+                self.budget.release(weight)
             body = await answer(outputs)
         except Exception as error:  # noqa: BLE001 - every failure becomes the route's msg body
             return self.failed(request, route, error)
         record_outcome(request.scope, OK)
         return json_response(body)
+
+    async def _turn(self, pixels: int) -> int:
+        """Wait for `pixels` of the decode budget; Overloaded when no turn comes within the inference timeout."""
+        timeout_s = self.settings.inference_timeout_s
+        try:
+            return await asyncio.wait_for(self.budget.acquire(pixels), timeout=timeout_s)
+        except asyncio.TimeoutError as error:
+            raise Overloaded(f"{pixels} px waited {timeout_s:.0f} s for the decode budget") from error
 
     async def run(
         self, request: Request[Any, Any, Any], route: Route, inputs: Mapping[str, NDArray[Any]], answer: Answer

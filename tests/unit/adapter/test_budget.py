@@ -16,9 +16,10 @@ def test_holds_up_to_the_capacity_then_queues_in_order() -> None:
         release = asyncio.Event()
 
         async def job(name: str, pixels: int) -> None:
-            async with budget.hold(pixels, timeout_s=5):
-                order.append(f"{name} in (held {budget.held})")
-                await release.wait()
+            weight = await budget.acquire(pixels)
+            order.append(f"{name} in (held {budget.held})")
+            await release.wait()
+            budget.release(weight)
 
         tasks = [asyncio.create_task(job(n, p)) for n, p in [("a", 200), ("b", 200), ("c", 200), ("d", 10)]]
         await asyncio.sleep(0.01)
@@ -35,11 +36,11 @@ def test_holds_up_to_the_capacity_then_queues_in_order() -> None:
 def test_an_image_larger_than_the_budget_runs_alone() -> None:
     async def scenario() -> None:
         budget = PixelBudget(100)
-        async with budget.hold(1_000_000, timeout_s=1):
-            assert budget.held == 100
-            with pytest.raises(asyncio.TimeoutError):
-                async with budget.hold(1, timeout_s=0.05):
-                    pass
+        weight = await budget.acquire(1_000_000)
+        assert weight == budget.held == 100
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(budget.acquire(1), timeout=0.05)
+        budget.release(weight)
         assert budget.held == 0
 
     asyncio.run(scenario())
