@@ -144,6 +144,13 @@ class Service:
         below = set(descendants(self.process.pid))
         return next((p.pid for p in processes() if p.pid in below and p.argv and p.argv[0].endswith("tritonserver")), None)
 
+    def triton_url(self) -> str:
+        """host:port of the embedded tritonserver's HTTP endpoint (from its command line)."""
+        pid = self.triton_pid()
+        argv = next((p.argv for p in processes() if p.pid == pid), [])
+        port = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--http-port="))
+        return f"127.0.0.1:{port}"
+
     def adapter_rss(self) -> int:
         assert self.process is not None
         return rss_bytes(self.process.pid)

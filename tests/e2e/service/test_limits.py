@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.service.support import HEADERS, Service
+from adapter import Settings
+from tests.e2e.service.support import HEADERS, KEY, Service
+from tests.harness import live_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -100,10 +102,10 @@ def test_a_decompression_bomb_is_refused_from_its_header(large_service: Service)
         assert post_image(large_service.url, route, bomb) == {"result": [], "msg": "height or width out of range"}
 
 
-def measure_concurrent_uploads(service: Service, photo: bytes) -> tuple[int, int, int, float]:
-    """(PSS before, peak PSS, peak RSS sum) of the served tree while CONCURRENT uploads of `photo` run, and
-    the seconds they took."""
-    post_image(service.url, "/clip/img", photo)  # warm: first-use allocations are not the peak
+def measure_concurrent_uploads(service: Service, url: str, photo: bytes) -> tuple[int, int, int, float]:
+    """(PSS before, peak PSS, peak RSS sum) of the service's process tree while CONCURRENT uploads of `photo`
+    are sent to `url`, and the seconds they took."""
+    post_image(url, "/clip/img", photo)  # warm: first-use allocations are not the peak
     baseline = service.total_pss()
     peak = {"pss": baseline, "rss": service.total_rss()}
     stop = threading.Event()
@@ -116,7 +118,7 @@ def measure_concurrent_uploads(service: Service, photo: bytes) -> tuple[int, int
     async def upload_all() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
             files = {"file": ("photo.jpg", photo, "image/jpeg")}
-            return await asyncio.gather(*(client.post(f"{service.url}/clip/img", headers=HEADERS, files=files)
+            return await asyncio.gather(*(client.post(f"{url}/clip/img", headers=HEADERS, files=files)
                                           for _ in range(CONCURRENT)))
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -130,29 +132,25 @@ def measure_concurrent_uploads(service: Service, photo: bytes) -> tuple[int, int
     return baseline, peak["pss"], peak["rss"], elapsed
 
 
-def test_concurrent_200mp_uploads_stay_within_a_bounded_memory(
-    large_service: Service, service_repository: Path, phone_photo: bytes, tmp_path: Path
-) -> None:
-    """MAX_PIXELS_IN_FLIGHT (400 Mpx by default) lets two 200 MP decodes run at once; the other two wait. With
-    a budget of one such photo, the peak grows by about one decode: the budget is what bounds it (without it,
-    the decodes at once are as many as Triton's decoding threads: one per core)."""
+def test_concurrent_200mp_uploads_stay_within_a_bounded_memory(large_service: Service, phone_photo: bytes) -> None:
+    """MAX_PIXELS_IN_FLIGHT (400 Mpx by default) lets two 200 MP decodes run at once; the other two wait. Through
+    a second adapter with a budget of one such photo (on the same Triton), the peak grows by about one decode:
+    the budget is what bounds it (without it, as many decode at once as Triton has decoding threads)."""
     decoded = PHONE_200MP[0] * PHONE_200MP[1] * 3
-    one_at_a_time = Service(service_repository, tmp_path / "serve.log",
-                            env={"INFERENCE_TIMEOUT_S": str(int(TIMEOUT_S)), "MAX_PIXELS_IN_FLIGHT": "200000000"})
+    triton_url = large_service.triton_url()
+    one_photo = Settings.from_env({"API_AUTH_KEY": KEY, "INFERENCE_TIMEOUT_S": str(int(TIMEOUT_S)),
+                                   "MAX_PIXELS_IN_FLIGHT": "200000000"}, triton_url=triton_url)
     growth = {}
-    for name, service in (("default budget", large_service), ("budget of one photo", one_at_a_time)):
-        if service is one_at_a_time:
-            service.start()
-        try:
-            baseline, peak_pss, peak_rss, elapsed = measure_concurrent_uploads(service, phone_photo)
-        finally:
-            if service is one_at_a_time:
-                service.stop()
-        growth[name] = peak_pss - baseline
-        print(f"\n{CONCURRENT} concurrent {PHONE_200MP[0]}x{PHONE_200MP[1]} uploads ({len(phone_photo) / MIB:.1f} MB "
-              f"each) on /clip/img, {name}, in {elapsed:.1f} s: served tree PSS {baseline / MIB:.0f} MiB before, "
-              f"peak {peak_pss / MIB:.0f} MiB (+{growth[name] / MIB:.0f} MiB; one decoded RGB photo is "
-              f"{decoded / MIB:.0f} MiB), peak RSS sum {peak_rss / MIB:.0f} MiB")
+    with live_adapter(one_photo) as one_photo_url:
+        for name, url, measured in (("default budget", large_service.url, "served tree"),
+                                    ("budget of one photo", one_photo_url, "served tree, this adapter apart")):
+            baseline, peak_pss, peak_rss, elapsed = measure_concurrent_uploads(large_service, url, phone_photo)
+            growth[name] = peak_pss - baseline
+            print(f"\n{CONCURRENT} concurrent {PHONE_200MP[0]}x{PHONE_200MP[1]} uploads "
+                  f"({len(phone_photo) / MIB:.1f} MB each) on /clip/img, {name}, in {elapsed:.1f} s: PSS of the "
+                  f"{measured} {baseline / MIB:.0f} MiB before, peak {peak_pss / MIB:.0f} MiB "
+                  f"(+{growth[name] / MIB:.0f} MiB; one decoded RGB photo is {decoded / MIB:.0f} MiB), "
+                  f"peak RSS sum {peak_rss / MIB:.0f} MiB")
     # at most two (one) decodes in flight, each ~1.5x its RGB buffer while it converts and resizes, plus the bodies
     bodies = CONCURRENT * 4 * len(phone_photo) + 256 * MIB
     assert growth["default budget"] < 2 * 1.5 * decoded + bodies
