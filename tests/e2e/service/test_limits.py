@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import shutil
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 from PIL import Image
 
 from adapter import Settings
-from tests.e2e.service.support import HEADERS, KEY, Service
+from tests.e2e.service.support import HEADERS, KEY, Service, png_claiming
 from tests.harness import live_adapter
 
 pytestmark = pytest.mark.e2e
@@ -39,15 +37,6 @@ def photo_jpeg(size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
     return out.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG of a few dozen bytes whose header claims `width` x `height`: a decompression bomb."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 def post_image(url: str, route: str, data: bytes) -> dict:
