@@ -13,6 +13,7 @@ from PIL import Image
 
 from export import faces as faces_export
 from mt_photos_triton.pipelines import faces as pipeline
+from tests.e2e.service.support import png_claiming
 from tests.faces_support import FIXTURE_FACES, encode, generated_cases, t1_bytes
 
 pytestmark = pytest.mark.e2e
@@ -121,7 +122,7 @@ def test_exif_orientation_and_gif_first_frame(service: str, fixtures: Path) -> N
         (encode(Image.new("RGB", (64, 64)), "PNG")[:60] + b"\x00" * 200, MSG_INVALID),  # header fine, body broken
         (encode(Image.new("RGB", (8, 8)), "ICO"), MSG_INVALID),
         (encode(Image.new("L", (10001, 8)), "PNG"), MSG_TOO_LARGE),
-        (encode(Image.new("1", (9000, 9000)), "PNG"), MSG_TOO_LARGE),  # 81 Mpx: over the pixel budget
+        (png_claiming(60000, 60000), MSG_TOO_LARGE),  # 3.6 Gpx claimed by 45 bytes: over the pixel budget
     ],
     ids=["empty", "garbage", "corrupt-body", "ico", "too-wide", "pixel-bomb"],
 )
