@@ -5,7 +5,7 @@
 # FACE_RECOGNITION_MODEL_NAME and OCR_MODEL_NAME name (the reference's defaults where unset) into /models, then
 # serves them; later starts find them up to date. A bind mount must be writable by uid 10001.
 # Build for both architectures: docker buildx build --platform linux/amd64,linux/arm64 -t mt-photos-triton .
-# The stub of nvidia-pytriton 0.7.0's python backend exists for Python 3.8-3.12: 3.11 here.
+# nvidia-pytriton 0.7.0 ships python-backend stubs for Python 3.8-3.13: 3.11 here.
 FROM python:3.11.11-slim-bookworm
 
 # libgomp1: onnxruntime's and OpenCV's OpenMP runtime (the slim image lacks it)

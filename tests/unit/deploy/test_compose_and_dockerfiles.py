@@ -140,9 +140,9 @@ def test_single_container_is_mt_photos_ml_drop_in() -> None:
     """`docker run -p 8060:8060 -e API_AUTH_KEY=... -v models:/models IMAGE` on a CPU box, amd64 or arm64."""
     lines = _dockerfile("Dockerfile")
     image = _base_image(lines)
-    # nvidia-pytriton 0.7.0 ships python-backend stubs up to 3.12 and wheels for x86_64 and aarch64; the
+    # nvidia-pytriton 0.7.0 ships python-backend stubs for 3.8-3.13 and wheels for x86_64 and aarch64; the
     # official python image is multi-arch
-    assert re.fullmatch(r"python:3\.1[0-2](\.\d+)?-slim(-\w+)?", image), image
+    assert re.fullmatch(r"python:3\.1[0-3](\.\d+)?-slim(-\w+)?", image), image
     assert "EXPOSE 8060" in lines
     assert 'VOLUME ["/models"]' in lines
     env = " ".join(line for line in lines if line.startswith("ENV "))
