@@ -61,12 +61,14 @@ def export_all(cli: Path, repository: Path, sources: Sources, cwd: Path, env: di
 
 
 @contextmanager
-def served(cli: Path, repository: Path, cwd: Path, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`mt-photos-triton serve --repository DIR` on a free loopback port until ready; its URL."""
+def served(
+    cli: Path, repository: Path, cwd: Path, env: dict[str, str], log: Path, command: str = "serve"
+) -> Iterator[str]:
+    """`mt-photos-triton serve --repository DIR` (or `start`) on a free loopback port until ready; its URL."""
     port = free_port()
-    command = [str(cli), "serve", "--repository", str(repository), "--host", "127.0.0.1", "--port", str(port)]
+    command_line = [str(cli), command, "--repository", str(repository), "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command_line, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
