@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--repository", type=Path, default=None, help="model repository (env MODEL_REPOSITORY)")
     export.add_argument("--force", action="store_true", help="re-export even when the files are already there")
 
+    add_start_parser(commands)
+
     bench = commands.add_parser("bench", help="measure us and the in-process reference side by side")
     bench.add_argument("family", choices=list(FAMILIES))
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that family's bench (see --help)")
@@ -103,6 +105,26 @@ def run_serve(args: argparse.Namespace) -> int:
     )
 
 
+def add_start_parser(commands: argparse._SubParsersAction) -> None:
+    start = commands.add_parser(
+        "start", help="the single container's entry: `export auto` into the repository, then `serve` it"
+    )
+    start.add_argument("--repository", type=Path, default=None, help="model repository (env MODEL_REPOSITORY)")
+    start.add_argument("--host", default=None, help="adapter address (env HTTP_HOST, default 0.0.0.0)")
+    start.add_argument("--port", type=int, default=None, help="adapter port (env HTTP_PORT, default 8060)")
+
+
+def run_start(args: argparse.Namespace) -> int:
+    """Export the models the variables name (the first start downloads them; later starts find them up to date),
+    then serve whatever the repository holds with the embedded Triton: mt-photos-ml's one-command container."""
+    repository = args.repository or default_repository()
+    repository.mkdir(parents=True, exist_ok=True)
+    export = argparse.Namespace(family="auto", model=None, source=None, repository=repository, force=False)
+    run_export(export)  # `auto` reports a family it cannot obtain and goes on; serve then says what is missing
+    serve = argparse.Namespace(repository=repository, host=args.host, port=args.port, triton_url=None)
+    return run_serve(serve)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"mt_photos_triton.bench.{args.family}")
     return int(module.main(args.args) or 0)
@@ -111,7 +133,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
     args = build_parser().parse_args(argv)
-    runners = {"serve": run_serve, "export": run_export, "bench": run_bench}
+    runners = {"serve": run_serve, "export": run_export, "start": run_start, "bench": run_bench}
     return runners[args.command](args)
 
 
