@@ -36,11 +36,10 @@ from export.clip_graph import (
 )
 from export.common import ExportError, ExportResult
 from export.configs import serving_cores, write_config
-from export.install import install_python_models
 from export.onnx_graph import load, save, session
 from export.sources import download_hf_snapshot, hf_endpoint, open_source, resolve_hf_revision, sha256_file
 from export.sources import cache_dir as family_cache_dir
-from mt_photos_triton.families import FAMILIES, chosen_model
+from mt_photos_triton.families import FAMILIES
 
 __all__ = [
     "CLIP_MODELS", "IMAGE", "MAX_BATCH", "MCLIP_INPUTS", "PREPROCESS", "SINGLE_TEXT_INPUTS", "TEXT", "TEXTUAL",
@@ -210,15 +209,11 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
     """`model` (default: what CLIP_VISUAL_MODEL_NAME / CLIP_TEXTUAL_MODEL_NAME name) from Hugging Face, or
     `source` (`--from`) taken as that model."""
     repository = Path(repository)
-    named = model is not None
-    name = model or chosen_model(FAMILIES[FAMILY], os.environ)
-    result = ExportResult(family=FAMILY, model=name)
-    install_python_models(repository, FAMILY)
     exporter = exporter_fingerprint()
-    if not force and record.up_to_date(repository, FAMILY, name, source, exporter):
-        result.skipped = True
+    result = record.start(repository, FAMILY, model, source, force, exporter)
+    name, named = result.model, model is not None
+    if result.skipped:
         return result
-    record.clear(repository, FAMILY)
 
     with tempfile.TemporaryDirectory(prefix="clip-export-") as work:
         directory, origin = fetch(name, source, Path(work))

@@ -18,7 +18,6 @@ The weights are licensed by InsightFace for non-commercial research only: downlo
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,10 +32,9 @@ from export.faces_graph import (
     ALIGNED_SIZE, DETECTOR_INPUT_SIZE, DetectorInfo, RecognizerInfo, batch_detector, batch_recognizer,
     check_detector_batch, check_recognizer_batch, inspect_detector, inspect_recognizer,
 )
-from export.install import install_python_models
 from export.onnx_graph import save, session
 from export.sources import download_hf_snapshot, cache_dir, open_source, sha256_file, verify_sha256
-from mt_photos_triton.families import FACES_MODEL, FAMILIES, chosen_model
+from mt_photos_triton.families import FACES_MODEL, FAMILIES
 from mt_photos_triton.reference.faces import (
     ReferenceFaces, check_photo, cosine_similarity, reference_available, reference_represent,
 )
@@ -241,18 +239,14 @@ def exporter_fingerprint() -> str:
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
     """`model` (default: the pack FACE_RECOGNITION_MODEL_NAME names) from Hugging Face, or `source` (`--from`)
     taken as that pack."""
-    pack = model or chosen_model(FAMILIES[FAMILY], os.environ)
     repository = Path(repository)
-    result = ExportResult(FAMILY, pack)
-    install_python_models(repository, FAMILY)
-    exporter = exporter_fingerprint()
-    if not force and record.up_to_date(repository, FAMILY, pack, source, exporter):
-        result.skipped = True
-        return result
-
     # --force also accepts files whose hash changed since the first export (after the user checked them)
     previous = None if force else record.read(repository, FAMILY)
-    record.clear(repository, FAMILY)
+    exporter = exporter_fingerprint()
+    result = record.start(repository, FAMILY, model, source, force, exporter)
+    pack = result.model
+    if result.skipped:
+        return result
     with tempfile.TemporaryDirectory(prefix="mtpt-faces-") as scratch:
         folder, origin = fetch(pack, source, Path(scratch))
         detection, recognition = source_files(folder)

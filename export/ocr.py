@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,9 +24,8 @@ from typing import TYPE_CHECKING
 
 from export import record
 from export.common import ExportError, ExportResult
-from export.install import install_python_models
 from export.sources import PinnedFile, cache_dir, download_pinned, open_source, pinned_in, sha256_file, unpack_local
-from mt_photos_triton.families import FAMILIES, OCR_MODEL, chosen_model
+from mt_photos_triton.families import OCR_MODEL
 
 if TYPE_CHECKING:
     import onnx
@@ -134,17 +132,14 @@ class Sources:
 
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
     """`model` (default: what OCR_MODEL_NAME names) from `source` (`--from`) or the pinned sources."""
-    model = model or chosen_model(FAMILIES[FAMILY], os.environ)
+    repository = Path(repository)
+    exporter = exporter_fingerprint()
+    result = record.start(repository, FAMILY, model, source, force, exporter)
+    model = result.model
     if model not in PYPI_FILES and model not in RAPIDOCR_FILES:
         raise ExportError(f"unknown OCR model '{model}'; known: {sorted({*PYPI_FILES, *RAPIDOCR_FILES})}")
-    repository = Path(repository)
-    result = ExportResult(FAMILY, model)
-    install_python_models(repository, FAMILY)
-    exporter = exporter_fingerprint()
-    if not force and record.up_to_date(repository, FAMILY, model, source, exporter):
-        result.skipped = True
+    if result.skipped:
         return result
-    record.clear(repository, FAMILY)
     with tempfile.TemporaryDirectory(prefix="mt-photos-ocr-") as work:
         sources = resolve_sources(model, source, Path(work))
         write_repository(repository, model, sources)

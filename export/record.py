@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.install import family_models, python_model_sources
+from export.common import ExportResult
+from export.install import family_models, install_python_models, python_model_sources
 from export.sources import sha256_file
-from mt_photos_triton.families import FAMILIES
+from mt_photos_triton.families import FAMILIES, chosen_model
 
 RECORD_FILE = "export.json"
 RECORD_FORMAT = 1
@@ -97,6 +99,23 @@ def up_to_date(repository: Path, family: str, model: str, requested_source: str 
         and bool(record.written)
         and record.written == written_files(repository, family)
     )
+
+
+def start(
+    repository: Path, family: str, model: str | None, source: str | None, force: bool, exporter: str
+) -> ExportResult:
+    """The first steps of every export: the model is `model` (`--model`), else the one the family's variables name;
+    the committed python models are installed (when missing or different); then nothing more is to be done when
+    the export is up to date (`skipped`), else the record is removed, so that a failed export does not look up to
+    date."""
+    model = model or chosen_model(FAMILIES[family], os.environ)
+    install_python_models(repository, family)
+    result = ExportResult(family, model)
+    if not force and up_to_date(repository, family, model, source, exporter):
+        result.skipped = True
+    else:
+        clear(repository, family)
+    return result
 
 
 def clear(repository: Path, family: str) -> None:
