@@ -61,9 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--triton-url", default=None, help="use this Triton server (host:port) instead of starting one")
 
     export = commands.add_parser("export", help="download and install models into the repository")
-    export.add_argument("family", choices=[*FAMILIES, "auto"], help="'auto' tries every family's default model")
-    export.add_argument("--model", default=None, help="model name (default: the reference service's default)")
-    export.add_argument("--from", dest="source", default=None, help="local directory, zip file or URL to use")
+    export.add_argument("family", choices=[*FAMILIES, "auto"], help="'auto' exports every family it can")
+    export.add_argument(
+        "--model", default=None,
+        help="model name (default: what the family's variables name, e.g. CLIP_VISUAL_MODEL_NAME, else the "
+             "reference service's default)",
+    )
+    export.add_argument("--from", dest="source", default=None,
+                        help="local directory, zip file or URL to use, taken as that model")
     export.add_argument("--repository", type=Path, default=None, help="model repository (env MODEL_REPOSITORY)")
     export.add_argument("--force", action="store_true", help="re-export even when the files are already there")
 
@@ -76,18 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Each family's model: `--model`, else the one its variables name (chosen_model). Variables that name
+    models which cannot be served together are refused before anything is exported."""
     from export.common import ExportError
+    from mt_photos_triton.families import ModelChoiceError, chosen_model
 
+    if args.family == "auto" and (args.model or args.source):
+        log.error("export auto takes each family's model from its variables; --model and --from need a family")
+        return 2
     repository = args.repository or default_repository()
     families = list(FAMILIES) if args.family == "auto" else [args.family]
+    try:
+        models = {family: args.model or chosen_model(FAMILIES[family], os.environ) for family in families}
+    except ModelChoiceError as error:
+        log.error("not exported: %s", error)
+        return 2
     failures = 0
-    for family in families:
+    for family, model in models.items():
         module = importlib.import_module(f"export.{family}")
         try:
+            # without --model the family takes the variables' choice itself (checked above)
             result = module.export(repository=repository, model=args.model, source=args.source, force=args.force)
         except ExportError as error:
             failures += 1
-            log.error("%s: not exported: %s", family, error)
+            log.error("%s: %s not exported: %s", family, model, error)
             continue
         log.info("%s", result.summary())
     # `auto` prepares what it can: a family that cannot be obtained here is reported, not fatal
