@@ -163,7 +163,9 @@ def test_one_bad_request_fails_alone(triton: TritonHarness, scrfd_models: dict) 
     results = asyncio.run(run_all())
     failed = [i for i, r in enumerate(results) if isinstance(r, InferenceServerException)]
     assert failed == [3]
-    assert "inference failed" in str(results[3])
+    # onnxruntime's own text stays in the server log: the client reads the generic message of the one policy
+    assert "scrfd_batched: internal error" in str(results[3])
+    assert "ONNXRuntimeError" not in str(results[3]) and "invalid_input" not in str(results[3])
     assert all(isinstance(r, np.ndarray) and r.shape == (1, 12800, 1) for i, r in enumerate(results) if i != 3)
 
 

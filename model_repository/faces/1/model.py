@@ -9,112 +9,79 @@ The maths lives in mt_photos_triton.pipelines.faces; the contract comes from thi
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from mt_photos_triton.errors import INVALID_INPUT, PipelineError
 from mt_photos_triton.pipelines import faces as pipeline
+from mt_photos_triton.triton.answers import Answers, split
+from mt_photos_triton.triton.parameters import ModelConfig
+from mt_photos_triton.triton.python_backend import infer, input_array, respond
+from mt_photos_triton.triton.rows import map_rows
 
 
-def _parameters(config: dict[str, Any]) -> dict[str, str]:
-    return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+def _read(request: Any) -> tuple[list[np.ndarray], list[float]]:
+    """The request's decoded images and min scores, or PipelineError for the whole request."""
+    blobs, min_scores = input_array(request, "image_bytes").reshape(-1), input_array(request, "min_score").reshape(-1)
+    if len(blobs) != len(min_scores):
+        raise PipelineError(INVALID_INPUT, f"{len(blobs)} images but {len(min_scores)} min scores")
+    return [pipeline.decode_image(bytes(blob)) for blob in blobs], [float(s) for s in min_scores]
 
 
-def _error(message: str) -> Any:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+def _outputs(results: Sequence[pipeline.ImageFaces], embedding_size: int) -> dict[str, np.ndarray]:
+    """One request's images' faces, padded to its largest face count."""
+    batch, most = len(results), max((len(r.faces) for r in results), default=0)
+    boxes = np.zeros((batch, most, 4), np.float32)
+    scores = np.zeros((batch, most), np.float32)
+    landmarks = np.zeros((batch, most, pipeline.LANDMARKS, 2), np.float32)
+    embeddings = np.zeros((batch, most, embedding_size), np.float32)
+    count = np.zeros((batch, 1), np.int32)
+    for index, result in enumerate(results):
+        found = len(result.faces)
+        boxes[index, :found] = result.faces.boxes
+        scores[index, :found] = result.faces.scores
+        landmarks[index, :found] = result.faces.landmarks
+        embeddings[index, :found] = result.embeddings
+        count[index, 0] = found
+    return {"boxes": boxes, "scores": scores, "landmarks": landmarks, "embeddings": embeddings, "count": count}
+
+
+def _in_calls(model: str, rows: np.ndarray, outputs: Sequence[str], limit: int) -> dict[str, np.ndarray]:
+    """`model` on `rows` (input "image") in calls of at most `limit` rows; a failed call raises its error."""
+    (result,) = map_rows([rows], limit, lambda part: infer(model, {"image": part}, outputs))
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
-        parameters = _parameters(json.loads(args["model_config"]))
-        self.detector, self.recognizer = pipeline.contracts_from_parameters(parameters)
+        config = ModelConfig.from_args(args)
+        self.name = config.name
+        self.detector, self.recognizer = pipeline.contracts_from_parameters(config.parameters)
         self.decoder = pipeline.ScrfdDecoder(self.detector)
-        self.detector_model = parameters["detector_model"]
-        self.detector_max_batch = int(parameters["detector_max_batch"])
-        self.recognizer_model = parameters["recognizer_model"]
-        self.recognizer_max_batch = int(parameters["recognizer_max_batch"])
-
-    def _infer(self, model: str, name: str, array: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
-        """One BLS call; its error becomes an exception here, checked on the response just received."""
-        request = pb_utils.InferenceRequest(
-            model_name=model, requested_output_names=outputs, inputs=[pb_utils.Tensor(name, array)]
-        )
-        response = request.exec()
-        if response.has_error():
-            raise RuntimeError(f"{model}: {response.error().message()}")
-        return {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in outputs}
+        self.detector_model = config.text("detector_model")
+        self.detector_max_batch = config.integer("detector_max_batch")
+        self.recognizer_model = config.text("recognizer_model")
+        self.recognizer_max_batch = config.integer("recognizer_max_batch")
 
     def _detect(self, blob: np.ndarray) -> dict[str, np.ndarray]:
-        names = self.detector.output_names
-        chunks = [
-            self._infer(self.detector_model, "image", blob[start : start + self.detector_max_batch], names)
-            for start in range(0, len(blob), self.detector_max_batch)
-        ]
-        return {name: np.concatenate([c[name] for c in chunks]) for name in names}
+        return _in_calls(self.detector_model, blob, self.detector.output_names, self.detector_max_batch)
 
     def _embed(self, blob: np.ndarray) -> np.ndarray:
-        chunks = [
-            self._infer(self.recognizer_model, "image", blob[start : start + self.recognizer_max_batch], ["embedding"])
-            for start in range(0, len(blob), self.recognizer_max_batch)
-        ]
-        return np.concatenate([c["embedding"] for c in chunks])
-
-    def _read(self, request: Any) -> tuple[list[np.ndarray], list[float]]:
-        """The request's decoded images and min scores, or PipelineError for the whole request."""
-        data = pb_utils.get_input_tensor_by_name(request, "image_bytes")
-        scores = pb_utils.get_input_tensor_by_name(request, "min_score")
-        if data is None or scores is None:
-            raise PipelineError(INVALID_INPUT, "inputs image_bytes and min_score are required")
-        blobs, min_scores = data.as_numpy().reshape(-1), scores.as_numpy().reshape(-1)
-        if len(blobs) != len(min_scores):
-            raise PipelineError(INVALID_INPUT, f"{len(blobs)} images but {len(min_scores)} min scores")
-        images = [pipeline.decode_image(bytes(blob)) for blob in blobs]
-        return images, [float(s) for s in min_scores]
-
-    def _respond(self, results: list[pipeline.ImageFaces]) -> Any:
-        batch, most = len(results), max((len(r.faces) for r in results), default=0)
-        size = self.recognizer.embedding_size
-        boxes = np.zeros((batch, most, 4), np.float32)
-        scores = np.zeros((batch, most), np.float32)
-        landmarks = np.zeros((batch, most, pipeline.LANDMARKS, 2), np.float32)
-        embeddings = np.zeros((batch, most, size), np.float32)
-        count = np.zeros((batch, 1), np.int32)
-        for index, result in enumerate(results):
-            found = len(result.faces)
-            boxes[index, :found] = result.faces.boxes
-            scores[index, :found] = result.faces.scores
-            landmarks[index, :found] = result.faces.landmarks
-            embeddings[index, :found] = result.embeddings
-            count[index, 0] = found
-        outputs = {"boxes": boxes, "scores": scores, "landmarks": landmarks, "embeddings": embeddings, "count": count}
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs.items()])
+        return _in_calls(self.recognizer_model, blob, ["embedding"], self.recognizer_max_batch)["embedding"]
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        responses: list[Any] = [None] * len(requests)
-        accepted: list[tuple[int, list[np.ndarray], list[float]]] = []
-        for index, request in enumerate(requests):
-            try:
-                images, min_scores = self._read(request)
-            except PipelineError as error:
-                responses[index] = _error(str(error))
-                continue
-            accepted.append((index, images, min_scores))
-
-        images = [image for _, request_images, _ in accepted for image in request_images]
-        min_scores = [score for _, _, request_scores in accepted for score in request_scores]
-        try:
+        answers = Answers(self.name, len(requests))
+        read = answers.read(requests, _read)
+        with answers.guard(read):
+            images = [image for request_images, _ in read.values() for image in request_images]
+            min_scores = [score for _, request_scores in read.values() for score in request_scores]
             results = pipeline.represent(
                 images, min_scores, self.detector, self.recognizer, self._detect, self._embed, self.decoder
             )
-        except Exception as error:  # noqa: BLE001 - a failed inference is the error of these requests only
-            for index, _, _ in accepted:
-                responses[index] = _error(f"faces: inference failed: {error}")
-            return responses
-        start = 0
-        for index, request_images, _ in accepted:
-            responses[index] = self._respond(results[start : start + len(request_images)])
-            start += len(request_images)
-        return responses
+            for index, found in zip(read, split(results, [len(request_images) for request_images, _ in read.values()])):
+                answers.give(index, _outputs(found, self.recognizer.embedding_size))
+        return respond(answers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from mt_photos_triton.errors import parse_code
+from mt_photos_triton.reference.ocr_images import encode, text_page
 from tests.harness import TritonHarness
 from tests.ocr_support import infer_ocr
 
@@ -101,3 +104,28 @@ def test_images_of_one_execute_share_recogniser_calls_and_get_their_own_rows(
         assert texts_of(together, row) == texts_of(single, 0)
         assert np.array_equal(together["boxes"][row, :count], single["boxes"][0])
         assert np.allclose(together["scores"][row, :count], single["scores"][0], atol=1e-5)
+
+
+def test_a_failed_model_call_answers_the_generic_error_and_logs_its_traceback(ocr_triton: TritonHarness) -> None:
+    """With the recogniser gone, its BLS call fails: the client reads the one policy's generic message (no text of
+    the downstream error), the server log has the traceback, and the next request is served again."""
+    data = encode(text_page(("MovieShots Dataset",), 40, 640), "PNG")
+    client = ocr_triton.client()
+    try:
+        ocr_triton.unload("ocr_rec")
+        deadline = time.monotonic() + 30
+        while client.is_model_ready("ocr_rec") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            with pytest.raises(InferenceServerException) as caught:
+                infer_ocr(client, [data])
+        finally:
+            ocr_triton.load("ocr_rec")
+        assert texts_of(infer_ocr(client, [data]), 0) == ["MovieShots Dataset"]
+    finally:
+        client.close()
+    message = str(caught.value.message())
+    assert "ocr: internal error (BlsError)" in message
+    assert "ocr_rec" not in message and parse_code(message) is None
+    log = ocr_triton.server.log_tail(200)
+    assert "ocr: a request failed" in log and "Traceback" in log and "BlsError: ocr_rec: " in log

@@ -11,43 +11,41 @@ repository load unchanged, as the native backend of the NGC container would serv
 - `intra_op_thread_count` / `inter_op_thread_count` parameters set the session's thread pools, as the native
   backend reads them; pool threads spin between operators only when `allow_spinning` is "1", and never after a
   run; `instance_group` count is honoured by Triton itself (one stub process per instance);
-- a malformed request gets its own error response and the rest of the batch is still served.
+- a malformed request gets its own error response (invalid_input) and the rest of the batch is still served;
+  a failed run answers its requests with a generic error (the traceback goes to the log).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
+
+from mt_photos_triton.errors import INVALID_INPUT, PipelineError
+from mt_photos_triton.triton.answers import Answers, split_outputs
+from mt_photos_triton.triton.parameters import ConfigError, ModelConfig
+from mt_photos_triton.triton.python_backend import input_array, numpy_dtype, respond
 
 DEFAULT_MODEL_FILENAME = "model.onnx"
 THREAD_PARAMETERS = {"intra_op_thread_count": "intra_op_num_threads", "inter_op_thread_count": "inter_op_num_threads"}
-
-
-def _parameter(config: dict[str, Any], key: str) -> str | None:
-    value = config.get("parameters", {}).get(key, {}).get("string_value")
-    return value if value not in (None, "") else None
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         import onnxruntime as ort
 
-        config = json.loads(args["model_config"])
-        self.name = config["name"]
+        model = ModelConfig.from_args(args)
+        config = model.config
+        self.name = model.name
         self.max_batch_size = int(config.get("max_batch_size", 0))
-        filename = config.get("default_model_filename") or DEFAULT_MODEL_FILENAME
-        path = os.path.join(args["model_repository"], args["model_version"], filename)
-        if not os.path.isfile(path):
-            raise pb_utils.TritonModelException(f"{self.name}: model file {path} not found")
+        path = model.version_dir / (config.get("default_model_filename") or DEFAULT_MODEL_FILENAME)
+        if not path.is_file():
+            raise ConfigError(f"{self.name}: model file {path} not found")
 
         options = ort.SessionOptions()
         for parameter, attribute in THREAD_PARAMETERS.items():
-            value = _parameter(config, parameter)
+            value = model.optional(parameter)
             if value is not None:
                 setattr(options, attribute, int(value))
         # Pool threads spin between operators and, by default, on after a run too; with several model processes
@@ -55,87 +53,68 @@ class TritonPythonModel:
         # So they do not spin unless `allow_spinning` is "1", and then only during a run (force_spinning_stop):
         # a ViT-B/32 run followed by 40 ms of idle costs 153 ms of CPU when the threads spin on, 116 ms when they
         # stop. (With onnxruntime 1.31 a run alone takes as long without spinning: 54.3 vs 53.6 ms, 2 threads.)
-        spinning = _parameter(config, "allow_spinning") or "0"
+        spinning = model.optional("allow_spinning") or "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         options.add_session_config_entry("session.force_spinning_stop", "1")
-        self.session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
         graph_inputs = {i.name for i in self.session.get_inputs()}
         graph_outputs = {o.name for o in self.session.get_outputs()}
-        self.inputs = [
-            (i["name"], pb_utils.triton_string_to_numpy(i["data_type"]), [int(d) for d in i["dims"]])
-            for i in config["input"]
-        ]
-        self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
+        self.inputs = [(i["name"], numpy_dtype(i["data_type"]), [int(d) for d in i["dims"]]) for i in config["input"]]
+        self.outputs = [(o["name"], numpy_dtype(o["data_type"])) for o in config["output"]]
         missing = [n for n, *_ in self.inputs if n not in graph_inputs] + [
             n for n, _ in self.outputs if n not in graph_outputs
         ]
         if missing:
-            raise pb_utils.TritonModelException(
+            raise ConfigError(
                 f"{self.name}: config names {missing} are not in the graph "
                 f"(inputs {sorted(graph_inputs)}, outputs {sorted(graph_outputs)})"
             )
 
     def _check(self, request: Any) -> dict[str, np.ndarray]:
-        """This request's inputs as arrays, or ValueError saying what is wrong with them."""
+        """This request's inputs as arrays, or PipelineError (invalid_input) saying what is wrong with them."""
         arrays = {}
         batched = self.max_batch_size > 0
         for name, dtype, dims in self.inputs:
-            tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                raise ValueError(f"input '{name}' is missing")
-            array = tensor.as_numpy()
+            array = input_array(request, name)
             if array.dtype != dtype:
-                raise ValueError(f"input '{name}' has dtype {array.dtype}, expected {np.dtype(dtype)}")
+                raise PipelineError(INVALID_INPUT, f"input '{name}' has dtype {array.dtype}, expected {dtype}")
             shape = array.shape[1:] if batched else array.shape
             if len(shape) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, shape)):
-                raise ValueError(f"input '{name}' has shape {list(array.shape)}, expected dims {dims}")
+                detail = f"input '{name}' has shape {list(array.shape)}, expected dims {dims}"
+                raise PipelineError(INVALID_INPUT, detail)
             if batched and not 0 < array.shape[0] <= self.max_batch_size:
-                raise ValueError(f"input '{name}' has batch {array.shape[0]}, allowed 1..{self.max_batch_size}")
+                raise PipelineError(
+                    INVALID_INPUT, f"input '{name}' has batch {array.shape[0]}, allowed 1..{self.max_batch_size}"
+                )
             arrays[name] = array
         return arrays
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [name for name, _ in self.outputs]
         results = self.session.run(names, feeds)
-        return [np.ascontiguousarray(r, dtype=dtype) for r, (_, dtype) in zip(results, self.outputs)]
+        return {name: np.ascontiguousarray(r, dtype=dtype) for r, (name, dtype) in zip(results, self.outputs)}
 
-    def _respond(self, outputs: list[np.ndarray]) -> Any:
-        tensors = [pb_utils.Tensor(name, array) for (name, _), array in zip(self.outputs, outputs)]
-        return pb_utils.InferenceResponse(output_tensors=tensors)
+    def _signature(self, index: int, arrays: dict[str, np.ndarray]) -> tuple:
+        """Requests of one signature share a run: with a batch axis, those whose other dims agree."""
+        if self.max_batch_size > 0:
+            return tuple((name, array.shape[1:]) for name, array in arrays.items())
+        return ("request", index)
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        responses: list[Any] = [None] * len(requests)
-        groups: dict[tuple, list[tuple[int, dict[str, np.ndarray]]]] = defaultdict(list)
-        for index, request in enumerate(requests):
-            try:
-                arrays = self._check(request)
-            except ValueError as error:
-                responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{self.name}: {error}"))
-                continue
-            if self.max_batch_size > 0:
-                # requests whose non-batch dims agree share one run
-                signature = tuple((name, a.shape[1:]) for name, a in arrays.items())
-            else:
-                signature = ("request", index)
-            groups[signature].append((index, arrays))
-
+        answers = Answers(self.name, len(requests))
+        checked = answers.read(requests, self._check)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for index, arrays in checked.items():
+            groups[self._signature(index, arrays)].append(index)
         for members in groups.values():
-            try:
+            with answers.guard(members):
                 if len(members) == 1:
-                    index, arrays = members[0]
-                    responses[index] = self._respond(self._run(arrays))
+                    answers.give(members[0], self._run(checked[members[0]]))
                     continue
-                feeds = {name: np.concatenate([a[name] for _, a in members]) for name, *_ in self.inputs}
-                outputs = self._run(feeds)
-                start = 0
-                for index, arrays in members:
-                    size = next(iter(arrays.values())).shape[0]
-                    responses[index] = self._respond([o[start : start + size] for o in outputs])
-                    start += size
-            except Exception as error:  # noqa: BLE001 - an ORT failure is the error of these requests only
-                message = f"{self.name}: inference failed: {type(error).__name__}"
-                for index, _ in members:
-                    responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
-        return responses
+                feeds = {name: np.concatenate([checked[i][name] for i in members]) for name, *_ in self.inputs}
+                sizes = [len(next(iter(checked[i].values()))) for i in members]
+                for index, outputs in zip(members, split_outputs(self._run(feeds), sizes)):
+                    answers.give(index, outputs)
+        return respond(answers)
