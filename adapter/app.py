@@ -20,7 +20,7 @@ from adapter.deps import AppSettings, Backend
 from adapter.metrics import Metrics, metrics_middleware
 from adapter.responses import json_bytes, json_response
 from adapter.schemas import CheckBody, PassBody, answers
-from adapter.routes import clip, faces, ocr
+from adapter.routes import clip, console, faces, ocr
 from adapter.settings import Settings
 from mt_photos_triton import __version__
 from mt_photos_triton.families import FAMILIES
@@ -28,16 +28,6 @@ from mt_photos_triton.families import FAMILIES
 log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[Settings], InferenceBackend]
-
-STATUS_PAGE = """<!DOCTYPE html>
-<html lang="zh-CN">
-<head><meta charset="UTF-8"><title>MT Photos AI Server (Triton)</title></head>
-<body style="text-align:center;font-family:sans-serif">
-<p style="font-weight:600">MT Photos智能识别服务 · mt-photos-triton</p>
-<p>服务状态： 运行中 (service running)</p>
-<p>Health: <a href="/health/ready">/health/ready</a></p>
-</body>
-</html>"""
 
 API_KEY_SCHEME = "apiKey"
 CHECK_TITLE = "mt-photos-ai服务"
@@ -84,11 +74,6 @@ def body_limit_middleware(limit: int) -> Callable[[Any], Any]:
         return middleware
 
     return wrap
-
-
-@get("/", media_type="text/html", include_in_schema=False)
-async def index() -> str:
-    return STATUS_PAGE
 
 
 @post("/check", status_code=200, responses=answers(CheckBody))
@@ -194,7 +179,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
         before_request=require_api_key,
     )
     app = Litestar(
-        route_handlers=[index, live, ready, metrics_route, protected],
+        route_handlers=[*console.HANDLERS, live, ready, metrics_route, protected],
         state=State({"settings": settings, "metrics": metrics}),
         request_max_body_size=settings.max_body_bytes,
         dependencies={
@@ -212,7 +197,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
                 }
             ),
         ),
-        lifespan=[lifespan],
+        lifespan=[lifespan, console.make_lifespan()],
         logging_config=None,
     )
     # Around Litestar's whole handler, not per route: 404/405 answers are counted and limited too.
