@@ -19,7 +19,7 @@ from adapter.backend import InferenceBackend, PooledBackend, TritonBackend, spli
 from adapter.inference import InferencePath
 from adapter.metrics import Metrics, metrics_middleware
 from adapter.responses import json_bytes, json_response
-from adapter.routes import clip, core, faces, ocr
+from adapter.routes import clip, console, core, faces, ocr
 from adapter.served import ServedModels
 from adapter.settings import Settings
 from mt_photos_triton import __version__
@@ -118,7 +118,7 @@ def create_app(
         before_request=require_api_key,
     )
     app = Litestar(
-        route_handlers=[*core.PUBLIC, protected],
+        route_handlers=[*console.HANDLERS, *core.PUBLIC, protected],
         state=State({"settings": settings, "metrics": metrics, "missing": dict(missing or {})}),
         request_max_body_size=settings.max_body_bytes,
         dependencies={name: provide(name) for name in ("backend", "settings", "inference")},
@@ -133,7 +133,7 @@ def create_app(
                 }
             ),
         ),
-        lifespan=[lifespan],
+        lifespan=[lifespan, console.make_lifespan()],
         logging_config=None,
     )
     # Around Litestar's whole handler, not per route: 404/405 answers are counted and limited too.

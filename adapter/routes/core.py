@@ -1,4 +1,4 @@
-"""The routes around inference: status page, `/ping`, `/check`, the restart no-ops, health and metrics."""
+"""The routes around inference: `/ping`, `/check`, the restart no-ops, health and metrics."""
 
 from __future__ import annotations
 
@@ -15,25 +15,10 @@ from adapter.schemas import CheckBody, PassBody, answers
 from adapter.wire import DETECTOR_BACKEND
 from mt_photos_triton.families import FACES_MODEL, FAMILIES
 
-STATUS_PAGE = """<!DOCTYPE html>
-<html lang="zh-CN">
-<head><meta charset="UTF-8"><title>MT Photos AI Server (Triton)</title></head>
-<body style="text-align:center;font-family:sans-serif">
-<p style="font-weight:600">MT Photos智能识别服务 · mt-photos-triton</p>
-<p>服务状态： 运行中 (service running)</p>
-<p>Health: <a href="/health/ready">/health/ready</a></p>
-</body>
-</html>"""
-
 CHECK_TITLE = "mt-photos-ai服务"
 CHECK_HELP = "https://mtmt.tech/docs/advanced/ocr_api"
 FACIAL_MAX_DISTANCE = 0.5
 READY = "READY"
-
-
-@get("/", media_type="text/html", include_in_schema=False)
-async def index() -> str:
-    return STATUS_PAGE
 
 
 @get("/ping", media_type="text/plain", include_in_schema=False)
@@ -115,5 +100,5 @@ async def metrics_route(backend: Backend, state: State) -> Response[bytes]:
     return Response(content=body, media_type=content_type)
 
 
-PUBLIC = [index, ping, live, ready, metrics_route]
+PUBLIC = [ping, live, ready, metrics_route]  # the console at `/`: adapter/routes/console.py
 PROTECTED = [check, restart]
