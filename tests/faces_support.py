@@ -95,6 +95,40 @@ def build_standin_detector(path: Path) -> Path:
     return path
 
 
+def build_standin_batched_detector(path: Path, side: int = 640) -> Path:
+    """The stand-in laid out as scrfd_500m_bnkps_batched.onnx is: a fixed side x side input and a leading batch
+    axis of 1 on each output (Reshape [1, -1, C] where insightface's files reshape to [-1, C]); names unchanged."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(build_standin_detector(path.with_name(f"{path.stem}_plain.onnx")))
+    initializers = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Reshape":
+            target = initializers[node.input[1]]
+            target.CopyFrom(numpy_helper.from_array(np.array([1, -1, numpy_helper.to_array(target)[-1]], np.int64), target.name))
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, (1, 3, side, side)):
+        dim.Clear()
+        dim.dim_value = value
+    outputs = [
+        helper.make_tensor_value_info(o.name, TensorProto.FLOAT, [1, None, o.type.tensor_type.shape.dim[-1].dim_value])
+        for o in model.graph.output
+    ]
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def standin_face_image(size: int = 640) -> bytes:
+    """A PNG in which the stand-in detector sees exactly one face: a bright 16 px square on black."""
+    image = Image.new("RGB", (size, size), "black")
+    middle = size // 2 - 8
+    image.paste((255, 255, 255), (middle, middle, middle + 16, middle + 16))
+    return encode(image, "PNG")
+
+
 def face_detector(fixtures: Path, name: str, work: Path) -> Path:
     """The fixture detector where the licensed files are present, else the stand-in built into `work`."""
     path = fixtures / "models" / "scrfd" / f"{name}.onnx"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import tritonclient.http as triton_http
 
 from export import ocr as ocr_export
+from mt_photos_triton.reference.ocr_images import ENGLISH_LINES, encode, text_page
 from tests.harness import TritonHarness
 
 OCR_MODELS = (ocr_export.DET_MODEL, ocr_export.REC_MODEL, ocr_export.ENTRY_MODEL)
@@ -36,10 +38,43 @@ def ocr_triton(triton: TritonHarness) -> TritonHarness:
     return triton
 
 
+# Where a test needs text to read, it runs on both sources: pages the tests render (a plain clone has these) and
+# the fixture images (skipped, naming the file, where the checkout has no fixtures).
+SOURCES = ("rendered", "fixtures")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An upload and the lines a correct OCR reads on it, in reading order (`lines` is all of them)."""
+
+    data: bytes
+    lines: tuple[str, ...]
+
+
+def samples(source: str, fixtures: Path) -> dict[str, Sample]:
+    """Three uploads with known text: `page` (five lines), `line` and `other line` (one line each).
+
+    The rendered ones are English in DejaVu Sans (or Pillow's default font); the fixture ones are en.jpg,
+    text_rec.jpg and test_without_det.jpg (what the reference service reads on them, expected.json)."""
+    if source == "rendered":
+        return {
+            "page": Sample(encode(text_page(ENGLISH_LINES, 28, 640)), ENGLISH_LINES),
+            "line": Sample(encode(text_page(("MovieShots Dataset",), 40, 640)), ("MovieShots Dataset",)),
+            "other line": Sample(encode(text_page(("Fresh coffee, tea and cake",), 36, 640)), ("Fresh coffee, tea and cake",)),
+        }
+    folder = fixtures / "images" / "ocr"  # an absent file raises FileNotFoundError: the test skips naming it
+    en = json.loads((folder / "expected.json").read_text())["en.jpg"]["reference_texts"]
+    return {
+        "page": Sample((folder / "en.jpg").read_bytes(), tuple(en)),
+        "line": Sample((folder / "text_rec.jpg").read_bytes(), ("韩国小馆",)),
+        "other line": Sample((folder / "test_without_det.jpg").read_bytes(), ("在中国作家协会第三届儿童文学",)),
+    }
+
+
 def ocr_images(fixtures: Path) -> Path:
     folder = fixtures / "images" / "ocr"
     if not (folder / "expected.json").is_file():
-        pytest.skip(f"OCR fixture images not found in {folder}")
+        pytest.skip(f"needs fixture file {folder / 'expected.json'} (not in this checkout; see the fixtures' MANIFEST.md)")
     return folder
 
 

@@ -1,4 +1,6 @@
-"""Our python-based `onnxruntime` backend inside the real tritonserver, on the real SCRFD files.
+"""Our python-based `onnxruntime` backend inside the real tritonserver, on the real SCRFD files where the
+fixtures have them, else on the SCRFD-shaped stand-ins the tests build (tests/faces_support.py: the same input,
+output layout and names as det_500m.onnx and scrfd_500m_bnkps_batched.onnx, other weights).
 
 Proves that a `backend: "onnxruntime"` model loads unchanged, answers as onnxruntime does directly, batches
 concurrent requests into one run, honours instance count and thread parameters, and fails per request.
@@ -22,6 +24,7 @@ from export.batching import batchable
 from mt_photos_triton.procfs import processes
 from mt_photos_triton.repository import ModelConfig
 from export.configs import write_config
+from tests.faces_support import build_standin_batched_detector, build_standin_detector
 from tests.harness import TritonHarness
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +45,9 @@ def make_batchable(source: Path, target: Path) -> float:
     return difference
 
 
-def scrfd_config(name: str, *, batched: bool, instances: int = 1, threads: int | None = None) -> ModelConfig:
+def scrfd_config(
+    name: str, *, batched: bool, instances: int = 1, threads: int | None = None, plain_outputs: list[str] | None = None
+) -> ModelConfig:
     config = ModelConfig(name=name, backend="onnxruntime", max_batch_size=8 if batched else 0)
     tensor = config.input.add(name="input.1", data_type=FP32)
     if batched:
@@ -52,7 +57,7 @@ def scrfd_config(name: str, *, batched: bool, instances: int = 1, threads: int |
         config.dynamic_batching.max_queue_delay_microseconds = 50_000
     else:
         tensor.dims.extend([1, 3, -1, -1])
-        for output in ["443", "446", "449"]:
+        for output in plain_outputs:
             config.output.add(name=output, data_type=FP32, dims=[-1, -1])
     config.instance_group.add(count=instances, kind=model_config_pb2.ModelInstanceGroup.KIND_CPU)
     if threads is not None:
@@ -61,24 +66,48 @@ def scrfd_config(name: str, *, batched: bool, instances: int = 1, threads: int |
     return config
 
 
-@pytest.fixture(scope="module")
-def scrfd_models(triton: TritonHarness, fixtures: Path) -> dict[str, Path]:
+def scrfd_files(fixtures: Path, work: Path) -> tuple[Path, Path]:
+    """(the fixed-batch 640x640 file with named outputs, the plain det_500m-shaped file): the fixtures' or stand-ins."""
     source = fixtures / "models" / "scrfd"
+    batched, plain = source / "scrfd_500m_bnkps_batched.onnx", source / "det_500m.onnx"
+    if not batched.is_file():
+        batched = build_standin_batched_detector(work / "standin_batched.onnx", SIDE)
+    if not plain.is_file():
+        plain = build_standin_detector(work / "standin_plain.onnx")
+    return batched, plain
+
+
+def plain_outputs(model_file: Path) -> list[str]:
+    """The unbatched file's first three outputs (det_500m.onnx: the scores, named "443", "446", "449")."""
+    return [output.name for output in onnx.load(str(model_file)).graph.output[:3]]
+
+
+@pytest.fixture(scope="module")
+def scrfd_models(triton: TritonHarness, fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    batched_source, plain_source = scrfd_files(fixtures, tmp_path_factory.mktemp("scrfd"))
     batched_file = triton.repository / "scrfd_batched" / "1" / "model.onnx"
-    make_batchable(source / "scrfd_500m_bnkps_batched.onnx", batched_file)
+    make_batchable(batched_source, batched_file)
     write_config(triton.repository / "scrfd_batched", scrfd_config("scrfd_batched", batched=True, instances=2, threads=1))
     # the same file, unchanged, unbatched: as immich ships it
     plain = triton.repository / "scrfd_plain"
     (plain / "1").mkdir(parents=True, exist_ok=True)
-    (plain / "1" / "model.onnx").write_bytes((source / "det_500m.onnx").read_bytes())
-    write_config(plain, scrfd_config("scrfd_plain", batched=False, threads=4))
+    (plain / "1" / "model.onnx").write_bytes(plain_source.read_bytes())
+    outputs = plain_outputs(plain_source)
+    write_config(plain, scrfd_config("scrfd_plain", batched=False, threads=4, plain_outputs=outputs))
     triton.load("scrfd_batched", "scrfd_plain")
-    yield {"scrfd_batched": batched_file, "scrfd_plain": plain / "1" / "model.onnx"}
+    yield {"scrfd_batched": batched_file, "scrfd_plain": plain / "1" / "model.onnx", "plain_outputs": outputs,
+           "stand-in": not plain_source.is_relative_to(fixtures)}
     triton.unload("scrfd_batched", "scrfd_plain")
 
 
 def image_batch(seed: int, side: int = SIDE) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, (1, 3, side, side)).astype(np.float32)
+    """Noise with bright 8x8 cells at random places: where the stand-in detector scores high, so that with it, as
+    with the real files, each request's outputs are its own (a mixed-up answer cannot pass)."""
+    rng = np.random.default_rng(seed)
+    array = rng.uniform(-1, 1, (1, 3, side, side)).astype(np.float32)
+    for row, col in rng.integers(0, side // 8, (32, 2)):
+        array[..., row * 8 : row * 8 + 8, col * 8 : col * 8 + 8] = 1.0
+    return array
 
 
 def infer(client: triton_http.InferenceServerClient, model: str, array: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
@@ -91,15 +120,17 @@ def infer(client: triton_http.InferenceServerClient, model: str, array: np.ndarr
 def test_unbatched_model_loads_unchanged_and_matches_onnxruntime(triton: TritonHarness, scrfd_models: dict) -> None:
     session = ort.InferenceSession(str(scrfd_models["scrfd_plain"]), providers=["CPUExecutionProvider"])
     client = triton.client()
+    outputs = scrfd_models["plain_outputs"]
     worst = 0.0
     for seed, side in [(1, 640), (2, 320), (3, 480)]:
         array = image_batch(seed, side)
-        expected = session.run(["443", "446", "449"], {"input.1": array})
-        served = infer(client, "scrfd_plain", array, ["443", "446", "449"])
+        expected = session.run(outputs, {"input.1": array})
+        served = infer(client, "scrfd_plain", array, outputs)
         for want, got in zip(expected, served):
             assert got.shape == want.shape
             worst = max(worst, float(np.abs(got - want).max()))
-    print(f"\nonnxruntime backend, det_500m.onnx unbatched: max abs diff vs direct onnxruntime = {worst:.3g}")
+    which = "the stand-in for det_500m.onnx" if scrfd_models["stand-in"] else "det_500m.onnx"
+    print(f"\nonnxruntime backend, {which} unbatched: max abs diff vs direct onnxruntime = {worst:.3g}")
     assert worst <= TOLERANCE
 
 
@@ -133,7 +164,7 @@ def test_concurrent_requests_are_batched_and_match(triton: TritonHarness, scrfd_
             assert got.shape == want.shape
             worst = max(worst, float(np.abs(got - want).max()))
     print(
-        f"\nonnxruntime backend, batched SCRFD: {stats['inference_count']} requests in "
+        f"\nonnxruntime backend, batched {'stand-in ' if scrfd_models['stand-in'] else ''}SCRFD: {stats['inference_count']} requests in "
         f"{stats['execution_count']} executions; max abs diff vs direct onnxruntime = {worst:.3g}"
     )
     assert worst <= TOLERANCE

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.harness import TritonHarness
+from tests.ocr_support import SOURCES, samples
 
 pytestmark = pytest.mark.e2e
 
@@ -53,14 +54,16 @@ def post(url: str, data: bytes, filename: str = "upload.jpg") -> httpx.Response:
     return httpx.post(f"{url}/ocr", files={"file": (filename, data)}, headers=API_KEY, timeout=120)
 
 
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
-def test_bad_upload_gets_msg_body_and_service_keeps_answering(ocr_url: str, fixtures: Path, case: str) -> None:
+def test_bad_upload_gets_msg_body_and_service_keeps_answering(ocr_url: str, fixtures: Path, case: str, source: str) -> None:
+    line = samples(source, fixtures)["line"]
     data, body = BAD_UPLOADS[case]
     response = post(ocr_url, data)
     assert response.status_code == 200
     assert json.loads(response.content) == body
-    good = post(ocr_url, (fixtures / "images" / "ocr" / "text_rec.jpg").read_bytes())
-    assert json.loads(good.content)["result"]["texts"] == ["韩国小馆"]
+    good = post(ocr_url, line.data)
+    assert json.loads(good.content)["result"]["texts"] == list(line.lines)
 
 
 def test_images_under_32_px_give_an_empty_result(ocr_url: str) -> None:

