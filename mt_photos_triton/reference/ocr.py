@@ -1,11 +1,13 @@
 """The reference OCR pipeline, in process: RapidOCR (PyPI `rapidocr==3.10.0`) configured as immich-ml v2.5.6
 configures it, on the same ONNX files, plus mt-photos-ml's `/ocr` formatting.
 
-Used by the parity tests and `mt-photos-triton bench ocr` only (needs the `reference` extra). The immich
-parts that are not RapidOCR classes (detector resize/normalise, reading order, perspective crops) follow
-immich `machine-learning/immich_ml/models/ocr/detection.py` and `recognition.py`; thresholds are immich's
-constants, deliberately written here once more and NOT read from our configs, so that a wrong exported
-parameter shows up as a parity failure.
+Used by the parity tests and `mt-photos-triton bench ocr` only (needs the `reference` extra). The maths is
+RapidOCR's own classes (DBPostProcess, TextRecognizer) where immich uses them; the immich parts that are not
+RapidOCR classes (detector resize/normalise, reading order, perspective crops) are transcribed from immich
+v2.5.6 (open-noodle/gallery at 3be8e265) `machine-learning/immich_ml/models/ocr/detection.py` and
+`recognition.py`, each citing its lines; thresholds are immich's constants, deliberately written here once
+more and NOT read from our configs or code, so that a wrong exported parameter shows up as a parity failure.
+Nothing of our OCR pipeline is imported or repeated here.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-# immich-ml v2.5.6 / mt-photos-ml constants
-MAX_RESOLUTION = 736
-DB_THRESH = 0.3
-DB_BOX_THRESH = 0.5
+# immich-ml v2.5.6 constants (mt-photos-ml passes no options, so the defaults hold)
+MAX_RESOLUTION = 736  # detection.py:27
+DB_THRESH = 0.3  # detection.py:35-40, DBPostProcess(...)
+DB_BOX_THRESH = 0.5  # detection.py:36, minScore's default
 DB_MAX_CANDIDATES = 1000
 DB_UNCLIP_RATIO = 1.6
-REC_BATCH_NUM = 6
-REC_IMG_SHAPE = (3, 48, 320)
-MIN_TEXT_SCORE = 0.9
-MIN_SIDE = 32
+REC_BATCH_NUM = 6  # recognition.py:63, without MACHINE_LEARNING_MAX_BATCH_SIZE
+REC_IMG_SHAPE = (3, 48, 320)  # recognition.py:64
+MIN_TEXT_SCORE = 0.9  # recognition.py:29
+MIN_SIDE = 32  # detection.py:68
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class ReferenceLine:
 
 
 class _OcrOptions(dict):  # type: ignore[type-arg]
-    """immich's OcrOptions: a dict RapidOCR also reads attributes from."""
+    """immich's OcrOptions (ocr/schemas.py:21-27): a dict RapidOCR also reads attributes from."""
 
     def __init__(self, **options: Any) -> None:
         from rapidocr.utils.typings import EngineType, LangRec
@@ -59,16 +61,30 @@ def _session(path: Path, threads: int | None) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+class _NoDrawing:
+    """Stands for RapidOCR's VisRes in its recogniser's results, which would load (download) a font to draw."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+
+def _no_result_drawing() -> None:
+    """immich replaces VisRes.__init__ for the whole process (recognition.py:36) so that each recogniser call
+    (rapidocr ch_ppocr_rec/main.py, TextRecOutput(viser=VisRes(...))) loads no font; the effect on the results
+    is none. Here only the recogniser module's name is replaced, so RapidOCR's drawing elsewhere keeps working."""
+    import rapidocr.ch_ppocr_rec.main as recogniser_module
+
+    recogniser_module.VisRes = _NoDrawing  # type: ignore[attr-defined, misc]
+
+
 class ReferenceOcr:
     """immich's TextDetector + TextRecognizer on `det`/`rec` with `dictionary`; call with a PIL RGB image."""
 
     def __init__(self, det: Path, rec: Path, dictionary: Path, threads: int | None = None) -> None:
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
         from rapidocr.ch_ppocr_rec import TextRecognizer
-        from rapidocr.utils.vis_res import VisRes
 
-        # immich does the same: RapidOCR's result object would otherwise load a font for drawing
-        VisRes.__init__ = lambda self, **kwargs: None  # type: ignore[method-assign]
+        _no_result_drawing()
         self.det_session = _session(det, threads)
         self.postprocess = DBPostProcess(
             thresh=DB_THRESH,
@@ -83,11 +99,12 @@ class ReferenceOcr:
                 session=_session(rec, threads),
                 rec_batch_num=REC_BATCH_NUM,
                 rec_img_shape=REC_IMG_SHAPE,
-                rec_keys_path=str(dictionary),
+                rec_keys_path=str(dictionary),  # immich lets RapidOCR find it beside its download; here, given
             )
         )
 
     def detect(self, image: Image.Image) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """detection.py:66-77 (TextDetector._predict)."""
         w, h = image.size
         if w < MIN_SIDE or h < MIN_SIDE:
             return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
@@ -98,6 +115,8 @@ class ReferenceOcr:
         return self._sorted_boxes(boxes), np.array(scores, dtype=np.float32)
 
     def __call__(self, image: Image.Image) -> list[ReferenceLine]:
+        """recognition.py:70-89 (TextRecognizer._predict), then mt-photos-ml main.py `/ocr`: boxes times the
+        image size again, sorted by the first corner's y (a stable sort)."""
         from rapidocr.ch_ppocr_rec import TextRecInput
 
         boxes, _ = self.detect(image)
@@ -125,6 +144,7 @@ class ReferenceOcr:
         return lines
 
     def _transform(self, img: Image.Image) -> NDArray[np.float32]:
+        """detection.py:80-98 (TextDetector._transform) with its mean and std_inv (detection.py:28-29)."""
         import cv2
 
         ratio = MAX_RESOLUTION / img.height if img.height < img.width else MAX_RESOLUTION / img.width
@@ -139,6 +159,7 @@ class ReferenceOcr:
 
     @staticmethod
     def _sorted_boxes(boxes: NDArray[Any]) -> NDArray[np.float32]:
+        """detection.py:100-117 (TextDetector.sorted_boxes)."""
         boxes = np.asarray(boxes, dtype=np.float32)
         y_order = np.argsort(boxes[:, 0, 1], kind="stable")
         sorted_y = boxes[y_order, 0, 1]
@@ -151,6 +172,9 @@ class ReferenceOcr:
 
     @staticmethod
     def _crops(img: Image.Image, boxes: NDArray[np.float32]) -> list[NDArray[np.uint8]]:
+        """recognition.py:91-118 (get_crop_img_list) and 120-150 (_get_perspective_transform)."""
+        import cv2
+
         widths = np.maximum(
             np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1), np.linalg.norm(boxes[:, 2] - boxes[:, 3], axis=1)
         ).astype(np.int32)
@@ -178,12 +202,13 @@ class ReferenceOcr:
             )
             if crop.height * 1.0 / crop.width >= 1.5:
                 crop = crop.rotate(90, expand=True)
-            crops.append(np.asarray(crop)[:, :, ::-1])
+            crops.append(cv2.cvtColor(np.array(crop), cv2.COLOR_RGB2BGR))  # transforms.py:46-47 (pil_to_cv2)
         return crops
 
 
 def reference_decode(data: bytes) -> Image.Image:
-    """mt-photos-ml's /ocr decode: Pillow, no EXIF orientation, alpha dropped."""
+    """mt-photos-ml main.py `/ocr`: Pillow open, load, convert to RGB unless RGB (no EXIF orientation, alpha
+    dropped)."""
     image = Image.open(io.BytesIO(data))
     image.load()
     return image if image.mode == "RGB" else image.convert("RGB")

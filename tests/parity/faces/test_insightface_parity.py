@@ -1,8 +1,10 @@
-"""Our faces pipeline on the exported (batched, renamed) models vs insightface on the original files.
+"""Our faces pipeline on the exported (batched, renamed) models vs the reference's on the original files.
 
-insightface's SCRFD (at 640, as the reference runs it), face_align.norm_crop and ArcFaceONNX, over the face
-fixtures, t1.jpg and generated cases, for each of the three real SCRFD files. All images of one detector go
-through ONE batched detector run and ONE recogniser run on our side; insightface runs them one by one.
+The reference is immich v2.5.6's FaceDetector + FaceRecognizer behind mt-photos-ml's `/represent`, transcribed in
+tests/parity/faces/reference.py (insightface's RetinaFace at 640, face_align.norm_crop, ArcFaceONNX with every face
+of an image in one batch), over the face fixtures, t1.jpg and generated cases, for each of the three real SCRFD
+files. All images of one detector go through ONE batched detector run and ONE recogniser run on our side; the
+reference runs them one image at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import pytest
 
 from export import faces as faces_export
 from mt_photos_triton.pipelines import faces as pipeline
-from tests.faces_support import DETECTORS, all_cases, build_pack, detector_path, reference_decode
+from tests.faces_support import DETECTORS, all_cases, build_pack, detector_path
+from tests.parity.faces.reference import ReferenceRepresent, reference_decode
 
 pytestmark = pytest.mark.parity
 
@@ -44,12 +47,11 @@ def test_pipeline_matches_insightface(detector: str, fixtures: Path, cases: dict
     images = [pipeline.decode_image(cases[name]) for name in names]
     ours = faces_export.run_exported(repository, images, [MIN_SCORE] * len(images))
 
-    references = faces_export.reference_represent(
-        pack / faces_export.DETECTION_FILE,
-        pack / faces_export.RECOGNITION_FILE,
-        [reference_decode(cases[name]) for name in names],
-        MIN_SCORE,
+    # the immich-app pack layout (detection/model.onnx, recognition/model.onnx), read as the reference reads it
+    represent = ReferenceRepresent(
+        pack / "detection" / "model.onnx", pack / "recognition" / "model.onnx", MIN_SCORE, tmp_path
     )
+    references = [represent(reference_decode(cases[name])) for name in names]
     worst = {"box": 0.0, "score": 0.0, "landmark": 0.0, "crop": 0, "crop_e2e": 0, "crop_e2e_over_1": 0.0, "cosine": 1.0}
     counts = {}
     for name, image, mine, reference in zip(names, images, ours, references):
@@ -74,7 +76,8 @@ def test_pipeline_matches_insightface(detector: str, fixtures: Path, cases: dict
         worst["cosine"] = min(worst["cosine"], min(cosine(a, b) for a, b in zip(mine.embeddings, reference.embeddings)))
 
     print(
-        f"\nfaces parity {detector}: {len(names)} images, faces {sum(counts.values())} "
+        f"\nfaces parity {detector} (reference: insightface {type(represent.detector).__name__}): "
+        f"{len(names)} images, faces {sum(counts.values())} "
         f"(t1.jpg {counts['t1.jpg']}), same count on all; max |box| {worst['box']:.3g} px, "
         f"max |score| {worst['score']:.3g}, max |landmark| {worst['landmark']:.3g} px, "
         f"crop vs norm_crop on the same landmarks max {worst['crop']} grey levels "
