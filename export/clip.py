@@ -473,6 +473,14 @@ def verification_tokens(contract: Contract, tokenizer_file: Path) -> dict[str, N
 # --------------------------------------------------------------------------------------------- configs
 
 
+LANGUAGE_INPUT = "language"  # optional: the query's Weblate language code, read by NLLB models only
+NLLB_PREFIX = "nllb"  # immich textual.py `_load`: models named nllb* get the FLORES-200 language prefix
+
+
+def reads_language(model: str) -> bool:
+    return model.startswith(NLLB_PREFIX)
+
+
 def _config(name: str, max_batch: int, **kwargs: Any) -> Any:
     from mt_photos_triton.repository import FAMILY_PARAMETER, ModelConfig
 
@@ -533,13 +541,16 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
 
     tokenize = _config(TOKENIZE, MAX_BATCH, backend="python")
     _tensor(tokenize.input, "query", "TYPE_STRING", [1])
+    _tensor(tokenize.input, LANGUAGE_INPUT, "TYPE_STRING", [1])
+    tokenize.input[-1].optional = True
     for name in contract.text_inputs:
         _tensor(tokenize.output, name, "TYPE_INT32", [length])
     tokenize.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     _cpu_instances(tokenize, 1)
     set_parameters(tokenize, {"tokenizer_file": TOKENIZER_SIDECAR, REQUIRED_FILES_PARAMETER: TOKENIZER_SIDECAR, "context_length": length,
                               "pad_token": contract.pad_token, "canonicalize": str(contract.canonicalize).lower(),
-                              "outputs": ",".join(contract.text_inputs)})
+                              "outputs": ",".join(contract.text_inputs),
+                              "language_prefix": str(reads_language(contract.name)).lower()})
 
     textual = _config(TEXTUAL, text_batch, backend="onnxruntime")
     for name in contract.text_inputs:
@@ -552,9 +563,12 @@ def build_configs(contract: Contract, cores: int) -> dict[str, Any]:
 
     text = _config(TEXT, text_batch, platform="ensemble")
     _tensor(text.input, "text", "TYPE_STRING", [1])
+    _tensor(text.input, LANGUAGE_INPUT, "TYPE_STRING", [1])
+    text.input[-1].optional = True
     _tensor(text.output, "embedding", "TYPE_FP32", [dim])
     step = text.ensemble_scheduling.step.add(model_name=TOKENIZE, model_version=-1)
     step.input_map["query"] = "text"
+    step.input_map[LANGUAGE_INPUT] = LANGUAGE_INPUT
     for name in contract.text_inputs:
         step.output_map[name] = f"tokens_{name}"
     step = text.ensemble_scheduling.step.add(model_name=TEXTUAL, model_version=-1)

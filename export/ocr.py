@@ -478,10 +478,16 @@ name: "{ENTRY_MODEL}"
 backend: "python"
 max_batch_size: {OCR_MAX_BATCH}
 input {{ name: "image_bytes" data_type: TYPE_STRING dims: [1] }}
+input {{ name: "box_threshold" data_type: TYPE_FP32 dims: [1] optional: true }}
+input {{ name: "max_resolution" data_type: TYPE_INT32 dims: [1] optional: true }}
+input {{ name: "min_text_score" data_type: TYPE_FP32 dims: [1] optional: true }}
 output {{ name: "texts" data_type: TYPE_STRING dims: [-1] }}
 output {{ name: "scores" data_type: TYPE_FP32 dims: [-1] }}
 output {{ name: "boxes" data_type: TYPE_FP32 dims: [-1, 4, 2] }}
 output {{ name: "count" data_type: TYPE_INT32 dims: [1] }}
+output {{ name: "box_scores" data_type: TYPE_FP32 dims: [-1] }}
+output {{ name: "reading_order" data_type: TYPE_INT32 dims: [-1] }}
+output {{ name: "image_size" data_type: TYPE_INT32 dims: [2] }}
 dynamic_batching {{ }}
 instance_group {{ count: 1 kind: KIND_CPU }}
 """,

@@ -32,3 +32,20 @@ def test_the_tokenizer_prefixes_only_with_a_language_prefix(tmp_path) -> None:
     assert np.array_equal(with_de, expected)
     assert np.array_equal(nllb(["a dog"], [None])[0], plain(["a dog"])[0])
     assert np.array_equal(plain(["a dog"], ["de"])[0], plain(["a dog"])[0]), "not NLLB: the language is ignored"
+
+
+def test_export_writes_the_language_prefix_for_nllb_models_only() -> None:
+    from export import clip as clip_export
+
+    def tokenize_config(name: str):
+        contract = clip_export.Contract(
+            name=name, image_size=224, mean=[0.5] * 3, std=[0.5] * 3, context_length=77, pad_token="<pad>",
+            canonicalize=False, text_inputs=clip_export.SINGLE_TEXT_INPUTS, dim=512,
+        )
+        configs = clip_export.build_configs(contract, cores=2)
+        return configs["clip_tokenize"], configs["clip_text"]
+
+    tokenize, text = tokenize_config("nllb-clip-base-siglip__v1")
+    assert tokenize.parameters["language_prefix"].string_value == "true"
+    assert [(i.name, i.optional) for i in text.input] == [("text", False), ("language", True)]
+    assert tokenize_config("ViT-B-32__openai")[0].parameters["language_prefix"].string_value == "false"
