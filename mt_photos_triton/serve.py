@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from adapter.app import create_app
 from adapter.settings import Settings
 from mt_photos_triton.runtime.embedded import EmbeddedTriton, EmbeddedTritonError
 from mt_photos_triton.runtime.watchdog import Watchdog
-from mt_photos_triton.families import FAMILIES
-from mt_photos_triton.repository import scan
+from mt_photos_triton.families import FAMILIES, SERVED_MODEL_PARAMETER, ModelChoiceError, chosen_model
+from mt_photos_triton.repository import CONFIG_NAME, parameter, read_config, scan
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,25 @@ def report_repository(repository: Path) -> list[str]:
     return [name for name, status in statuses.items() if status.loadable]
 
 
+def report_served_models(repository: Path, env: Mapping[str, str]) -> None:
+    """Warn, per family, where the repository serves another model than the variables name (the user changed
+    CLIP_VISUAL_MODEL_NAME, say, and has not exported again): what is served is what the repository holds."""
+    for family in FAMILIES.values():
+        try:
+            wanted = chosen_model(family, env)
+        except ModelChoiceError as error:
+            log.warning("%s: %s", family.name, error)
+            continue
+        configs = [Path(repository) / entry for entry in family.entry_models]
+        served = {parameter(read_config(d), SERVED_MODEL_PARAMETER) for d in configs if (d / CONFIG_NAME).is_file()}
+        if served and served != {wanted}:
+            named = ", ".join(sorted(m or "a model it does not name" for m in served))
+            log.warning(
+                "%s: the repository serves %s, but %s names %s; run `%s` to serve that",
+                family.name, named, " / ".join(family.variables), wanted, family.export_command,
+            )
+
+
 def serve(repository: Path, host: str | None, port: int | None, triton_url: str | None) -> int:
     import uvicorn
 
@@ -39,6 +60,7 @@ def serve(repository: Path, host: str | None, port: int | None, triton_url: str 
     try:
         if triton_url is None:
             models = report_repository(repository)
+            report_served_models(repository, os.environ)
             embedded = EmbeddedTriton(repository=repository, models=models)
             try:
                 embedded.start()

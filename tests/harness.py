@@ -21,6 +21,27 @@ def fixtures_dir() -> Path:
     return Path(os.environ.get("MT_PHOTOS_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
+def absent_fixture_file(error: BaseException | None) -> Path | None:
+    """The fixture file whose absence raised `error` (or an error it was raised from), else None."""
+    folder = fixtures_dir().resolve()
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, FileNotFoundError) and error.filename:
+            path = Path(os.fsdecode(error.filename)).resolve()
+            if path.is_relative_to(folder) and not path.exists():
+                return path
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def skip_reason(report: object) -> str:
+    """The reason of a skipped test report, without pytest's location prefix."""
+    longrepr = getattr(report, "longrepr", None)
+    text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return text.removeprefix("Skipped: ")
+
+
 @dataclass
 class TritonHarness:
     """One embedded server for the whole session in explicit model-control mode: each test module copies

@@ -13,9 +13,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import export.clip as clip_export
+from export import record
 from export.batch_layout import Batched, free_folded_batch, locate_batch
 from export.batching import BatchRewriteError
 from export.common import ExportError
+from export.sources import sha256_file
 from mt_photos_triton.reference.clip_standins import (
     TORCH_MHA,
     StandInSpec,
@@ -247,8 +249,8 @@ def test_local_export_writes_everything_and_is_idempotent(layout: Path, tmp_path
     preprocess = read_config(repository / "clip_image_preprocess")
     assert list(preprocess.output[0].dims) == [3, 32, 32]
     assert preprocess.parameters["mean"].string_value == "0.48145466,0.4578275,0.40821073"
-    manifest = json.loads((repository / "clip_visual" / "export.json").read_text())
-    assert manifest["source_sha256"]["visual/model.onnx"] == clip_export.sha256_file(layout / "visual" / "model.onnx")
+    manifest = json.loads(record.record_path(repository, "clip").read_text())
+    assert manifest["source_sha256"]["visual/model.onnx"] == sha256_file(layout / "visual" / "model.onnx")
 
     assert clip_export.export(repository, None, str(layout), force=False).skipped
     (repository / "clip_textual" / "1" / "model.onnx").write_bytes(b"tampered")
@@ -316,8 +318,8 @@ def test_hugging_face_source_honours_the_mirror_and_pins_the_commit(
     assert download["revision"] == FakeHub.COMMIT
     assert "visual/model.onnx" in download["patterns"] and "textual/tokenizer.json" in download["patterns"]
     assert {"api_endpoint": "https://hf-mirror.example"} in hub.calls
-    manifest = json.loads((repository / "clip_visual" / "export.json").read_text())
-    assert manifest["revision"] == FakeHub.COMMIT
+    manifest = json.loads(record.record_path(repository, "clip").read_text())
+    assert manifest["details"]["revision"] == FakeHub.COMMIT
     assert manifest["source"] == "https://hf-mirror.example/immich-app/tiny-test__model"
     assert len(manifest["source_sha256"]["textual/model.onnx"]) == 64
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ from mt_photos_triton.repository import ModelConfig
 from export.configs import write_config
 from tests.harness import ROOT
 
-MIN_TRITON_RELEASE = (25, 7)  # older NGC tags carry published CVEs
+MIN_TRITON_RELEASE = (26, 7)  # older NGC tags predate the 2026 Triton security bulletins (fixed in 26.03-26.07)
+# each image installs the extra of what it runs (pyproject.toml)
+IMAGE_EXTRAS = {"Dockerfile": "embedded", "Dockerfile.adapter": "adapter", "Dockerfile.triton": "triton"}
 SECRET_WORDS = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD)", re.IGNORECASE)
 
 
@@ -72,7 +76,7 @@ def test_gpu_and_openvino_variants() -> None:
     assert _load("docker-compose.openvino.yml")["services"]["triton"]["environment"]["ACCELERATOR"] == "openvino"
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.triton", "Dockerfile.adapter"])
+@pytest.mark.parametrize("name", sorted(IMAGE_EXTRAS))
 def test_dockerfiles_pin_base_run_unprivileged_and_hold_no_secrets(name: str) -> None:
     lines = _dockerfile(name)
     image = _base_image(lines)
@@ -84,16 +88,78 @@ def test_dockerfiles_pin_base_run_unprivileged_and_hold_no_secrets(name: str) ->
     for line in lines:
         if line.startswith(("ENV ", "ARG ")):
             assert not SECRET_WORDS.search(line), f"{name}: {line}"
-    # dependencies come from the project's own files
+    # dependencies come from the project's own files: the image's extra of this checkout
     assert any(line.startswith("COPY pyproject.toml") for line in lines)
-    assert any("pip install" in line and " . " in f"{line} " for line in lines)
+    installs = [line for line in lines if "pip install" in line]
+    assert any(f'".[{IMAGE_EXTRAS[name]}]"' in line for line in installs), installs
 
 
-def test_triton_base_is_a_recent_ngc_release() -> None:
-    image = _base_image(_dockerfile("Dockerfile.triton"))
+@pytest.mark.parametrize("name", sorted(IMAGE_EXTRAS))
+def test_dockerfiles_copy_every_directory_the_build_reads(name: str) -> None:
+    """`pip install .` fails on a listed package whose folder was not copied (the templates among them)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = setuptools["package-dir"]
+    folders = {mapped.get(package, package.split(".")[0]) for package in setuptools["packages"]}
+    copied = {line.split()[1].rstrip("/") for line in _dockerfile(name) if line.startswith("COPY ")}
+    assert folders <= copied, f"{name} copies {sorted(copied)}; the build reads {sorted(folders)}"
+
+
+def test_build_context_leaves_out_weights_and_environments() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {".venv", ".git", "**/*.onnx"} <= set(ignored)
+
+
+def _ngc_release(image: str) -> tuple[int, int]:
     match = re.fullmatch(r"nvcr\.io/nvidia/tritonserver:(\d+)\.(\d+)-py3", image)
     assert match, image
-    assert (int(match[1]), int(match[2])) >= MIN_TRITON_RELEASE
+    return int(match[1]), int(match[2])
+
+
+def test_triton_base_is_a_recent_ngc_release(compose: dict) -> None:
+    image = _base_image(_dockerfile("Dockerfile.triton"))
+    assert _ngc_release(image) >= MIN_TRITON_RELEASE
+    # compose pins the same tag explicitly, so an old build argument cannot linger in a user's file
+    assert compose["services"]["triton"]["build"]["args"]["TRITON_IMAGE"] == image
+
+
+def test_compose_export_runs_in_the_image_that_carries_export(compose: dict) -> None:
+    export = compose["services"]["export"]
+    assert export["build"]["dockerfile"] == "Dockerfile"  # the adapter image has no export extra
+    assert export["entrypoint"][:2] == ["mt-photos-triton", "export"]
+    assert "./model_repository:/models" in export["volumes"]
+    for variable in ("CLIP_VISUAL_MODEL_NAME", "OCR_MODEL_NAME", "FACE_RECOGNITION_MODEL_NAME"):
+        assert variable in export["environment"], "the variables choose the models export fetches"
+
+
+def _exec_form(lines: list[str], instruction: str) -> list[str]:
+    line = next(line for line in reversed(lines) if line.startswith(f"{instruction} "))
+    return json.loads(line.removeprefix(f"{instruction} "))
+
+
+def test_single_container_is_mt_photos_ml_drop_in() -> None:
+    """`docker run -p 8060:8060 -e API_AUTH_KEY=... -v models:/models IMAGE` on a CPU box, amd64 or arm64."""
+    lines = _dockerfile("Dockerfile")
+    image = _base_image(lines)
+    # nvidia-pytriton 0.7.0 ships python-backend stubs for 3.8-3.13 and wheels for x86_64 and aarch64; the
+    # official python image is multi-arch
+    assert re.fullmatch(r"python:3\.1[0-3](\.\d+)?-slim(-\w+)?", image), image
+    assert "EXPOSE 8060" in lines
+    assert 'VOLUME ["/models"]' in lines
+    env = " ".join(line for line in lines if line.startswith("ENV "))
+    assert "MODEL_REPOSITORY=/models" in env and "HTTP_PORT=8060" in env
+    health = next(line for line in lines if line.startswith("HEALTHCHECK "))
+    assert "127.0.0.1:8060/health/ready" in health
+    start_period = re.search(r"--start-period=(\d+)s", health)
+    assert start_period and int(start_period[1]) >= 600, "the first start downloads and exports models"
+    user = [line.split()[1] for line in lines if line.startswith("USER ")][-1]
+    assert any("useradd" in line and "mtphotos" in line for line in lines) and user == "mtphotos"
+    assert any("chown mtphotos /models" in line for line in lines), "the unprivileged user writes the volume"
+    command = _exec_form(lines, "ENTRYPOINT") + _exec_form(lines, "CMD")
+    assert command == ["mt-photos-triton", "start", "--repository", "/models"]
+    from mt_photos_triton.cli import build_parser
+
+    args = build_parser().parse_args(command[1:])
+    assert args.command == "start" and str(args.repository) == "/models"
 
 
 def test_container_loads_only_complete_models_and_selects_accelerator(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from export import ocr as ocr_export
+from export import record, sources
 from export.common import ExportError
-from mt_photos_triton.repository import read_config
-from export.configs import bound_queue
+from export.configs import render_config
+from mt_photos_triton.families import FAMILIES
 
 CHECKOUT = Path(__file__).resolve().parents[3] / "model_repository"
 
@@ -25,18 +26,18 @@ def package_models() -> Path:
 
 @pytest.mark.parametrize("name", ["ocr", "ocr_det", "ocr_rec"])
 def test_committed_configs_are_what_export_writes(name: str) -> None:
-    expected = ocr_export.model_config(name)
-    bound_queue(expected)  # as write_config completes it
-    assert read_config(CHECKOUT / name) == expected
+    expected = ocr_export.model_configs(FAMILIES["ocr"].default_model)[name]
+    assert (CHECKOUT / name / "config.pbtxt").read_text() == render_config(expected)
 
 
 def test_entry_config_carries_every_pipeline_parameter() -> None:
     from mt_photos_triton.pipelines.ocr import OcrParameters
 
-    config = ocr_export.model_config("ocr")
+    config = ocr_export.model_configs("PP-OCRv5_server")["ocr"]
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     assert OcrParameters.from_config(parameters).text_score_threshold == 0.9
     assert parameters["bls_models"] == "ocr_det,ocr_rec" and parameters["family"] == "ocr"
+    assert parameters["served_model"] == "PP-OCRv5_server"
 
 
 def test_export_from_the_installed_package_then_skips(tmp_path: Path) -> None:
@@ -49,7 +50,7 @@ def test_export_from_the_installed_package_then_skips(tmp_path: Path) -> None:
     (tmp_path / "ocr_rec" / "1" / "model.onnx").write_bytes(b"tampered")
     assert not ocr_export.export(tmp_path, None, None, force=False).skipped
     # written by another version of the exporter (say, before an upgrade): configs may differ, so not up to date
-    sidecar = tmp_path / "ocr" / ocr_export.SIDECAR
+    sidecar = record.record_path(tmp_path, "ocr")
     sidecar.write_text(sidecar.read_text().replace(ocr_export.exporter_fingerprint(), "0" * 64))
     assert not ocr_export.export(tmp_path, None, None, force=False).skipped
 
@@ -91,10 +92,10 @@ def test_rapidocr_download_is_refused_on_a_sha256_mismatch(tmp_path: Path, monke
             self.close()
 
     monkeypatch.setenv("MT_PHOTOS_CACHE", str(tmp_path))
-    monkeypatch.setattr(ocr_export.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"not a model"))
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"not a model"))
     pinned = ocr_export.RAPIDOCR_FILES["PP-OCRv5_mobile"].det
     with pytest.raises(ExportError, match="does not match the pinned"):
-        ocr_export.download(pinned, tmp_path / "rapidocr")
+        sources.download_pinned(pinned, tmp_path / "rapidocr")
     assert not list((tmp_path / "rapidocr").glob("*.onnx"))
 
 
@@ -102,7 +103,7 @@ def test_unreachable_sources_tell_the_user_what_to_do(tmp_path: Path, monkeypatc
     def offline(url: str, timeout: float) -> object:
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(ocr_export.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(sources.urllib.request, "urlopen", offline)
     monkeypatch.setenv("MT_PHOTOS_CACHE", str(tmp_path))
     with pytest.raises(ExportError, match="--from DIR"):
         ocr_export.export(tmp_path / "repo", "PP-OCRv5_server", None, force=False)
@@ -138,7 +139,9 @@ def test_from_url_downloads_the_archive_and_checks_the_files_inside(tmp_path: Pa
             self.close()
 
     urls: list[str] = []
-    monkeypatch.setattr(ocr_export.urllib.request, "urlopen", lambda url, timeout: urls.append(url) or FakeResponse(archive.getvalue()))
+    monkeypatch.setattr(
+        sources.urllib.request, "urlopen", lambda url, timeout: urls.append(url) or FakeResponse(archive.getvalue())
+    )
     result = ocr_export.export(tmp_path / "repo", None, "https://mirror.example/ppocrv5.zip", force=False)
     assert urls == ["https://mirror.example/ppocrv5.zip"]
     assert result.written == ["ocr_det", "ocr_rec", "ocr"]

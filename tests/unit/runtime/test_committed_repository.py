@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mt_photos_triton.families import FAMILIES
+from mt_photos_triton.families import FAMILIES, SERVED_MODEL_PARAMETER
 from mt_photos_triton.repository import (
     FAMILY_PARAMETER,
     dependencies,
@@ -39,8 +39,16 @@ def test_config_agrees_with_its_folder(name: str) -> None:
     if config.HasField("dynamic_batching"):
         assert config.max_batch_size > 0
         policy = config.dynamic_batching.default_queue_policy
-        if config.backend == "python":  # where requests come in: bounded, and two instances (repository.py)
+        if config.backend == "python":  # where requests come in: bounded, and two instances (export/configs.py)
             assert policy.max_queue_size > 0 and policy.default_timeout_microseconds > 0, "unbounded queue"
             assert all(group.count >= ENTRY_INSTANCES for group in config.instance_group)
-        else:  # behind the python models; a policy here stalls Triton 2.51's batcher (repository.py)
+        else:  # behind the python models; a policy here stalls Triton 2.51's batcher (export/configs.py)
             assert not config.dynamic_batching.HasField("default_queue_policy")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_entry_models_name_the_default_model_they_serve(family: str) -> None:
+    """What the adapter reports and `serve` compares with the variables: the committed tree is the default's."""
+    for model in FAMILIES[family].entry_models:
+        served = parameter(read_config(COMMITTED[model]), SERVED_MODEL_PARAMETER)
+        assert served == FAMILIES[family].default_model, model

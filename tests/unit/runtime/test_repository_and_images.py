@@ -75,25 +75,28 @@ def test_probe_refuses_before_decoding(data: bytes, code: str) -> None:
     assert caught.value.code == code
 
 
-def test_written_python_configs_get_a_bounded_rejecting_queue_and_two_instances(tmp_path: Path) -> None:
+def test_write_config_writes_what_it_is_given(tmp_path: Path) -> None:
+    """No policy is added on the way to disk: a family's export code shows what Triton serves."""
     from mt_photos_triton.repository import read_config
-    from export.configs import ENTRY_INSTANCES, QUEUE_MAX_SIZE
 
     config = ModelConfig(name="m", backend="python", max_batch_size=8)
     config.dynamic_batching.max_queue_delay_microseconds = 1000
     write_config(tmp_path / "m", config)
     written = read_config(tmp_path / "m")
-    policy = written.dynamic_batching.default_queue_policy
+    assert written == config
+    assert not written.dynamic_batching.HasField("default_queue_policy") and not written.instance_group
+
+
+def test_bound_queue_rejects_beyond_a_bounded_queue(tmp_path: Path) -> None:
+    from mt_photos_triton.repository import read_config
+    from export.configs import QUEUE_MAX_SIZE, bound_queue
+
+    config = ModelConfig(name="m", backend="python", max_batch_size=8)
+    config.dynamic_batching.max_queue_delay_microseconds = 1000
+    bound_queue(config)
+    write_config(tmp_path / "m", config)
+    policy = read_config(tmp_path / "m").dynamic_batching.default_queue_policy
     assert policy.max_queue_size == QUEUE_MAX_SIZE
-    assert policy.default_timeout_microseconds > 0
+    assert policy.default_timeout_microseconds > 0 and policy.allow_timeout_override
     assert policy.timeout_action == policy.REJECT
-    assert [group.count for group in written.instance_group] == [ENTRY_INSTANCES]
-    encoder = ModelConfig(name="e", backend="onnxruntime", max_batch_size=8)
-    encoder.dynamic_batching.SetInParent()
-    encoder.instance_group.add(count=1)
-    write_config(tmp_path / "e", encoder)
-    written = read_config(tmp_path / "e")
-    assert not written.dynamic_batching.HasField("default_queue_policy")
-    assert [group.count for group in written.instance_group] == [1]
-    write_config(tmp_path / "plain", ModelConfig(name="plain", backend="python"))
-    assert not read_config(tmp_path / "plain").HasField("dynamic_batching")
+    assert read_config(tmp_path / "m").dynamic_batching.max_queue_delay_microseconds == 1000
