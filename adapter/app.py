@@ -1,48 +1,34 @@
-"""The Litestar application: `create_app(settings)` wires routes, auth, errors and the Triton client."""
+"""The Litestar application: `create_app(settings)` wires routes, auth, errors, metrics and the Triton client."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response, Router, get, post
+from litestar import Litestar, Request, Response, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from adapter.backend import BackendUnavailable, InferenceBackend, PooledBackend, TritonBackend, split_urls
-from adapter.deps import AppSettings, Backend
+from adapter.backend import InferenceBackend, PooledBackend, TritonBackend, split_urls
+from adapter.inference import InferencePath
 from adapter.metrics import Metrics, metrics_middleware
 from adapter.responses import json_bytes, json_response
-from adapter.schemas import CheckBody, PassBody, answers
-from adapter.routes import clip, faces, ocr
+from adapter.routes import clip, core, faces, ocr
+from adapter.served import ServedModels
 from adapter.settings import Settings
 from mt_photos_triton import __version__
-from mt_photos_triton.families import FAMILIES
 
 log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[Settings], InferenceBackend]
 
-STATUS_PAGE = """<!DOCTYPE html>
-<html lang="zh-CN">
-<head><meta charset="UTF-8"><title>MT Photos AI Server (Triton)</title></head>
-<body style="text-align:center;font-family:sans-serif">
-<p style="font-weight:600">MT Photos智能识别服务 · mt-photos-triton</p>
-<p>服务状态： 运行中 (service running)</p>
-<p>Health: <a href="/health/ready">/health/ready</a></p>
-</body>
-</html>"""
-
 API_KEY_SCHEME = "apiKey"
-CHECK_TITLE = "mt-photos-ai服务"
-CHECK_HELP = "https://mtmt.tech/docs/advanced/ocr_api"
-FACIAL_MAX_DISTANCE = 0.5
 
 
 def require_api_key(request: Request[Any, Any, Any]) -> Response[bytes] | None:
@@ -86,80 +72,17 @@ def body_limit_middleware(limit: int) -> Callable[[Any], Any]:
     return wrap
 
 
-@get("/", media_type="text/html", include_in_schema=False)
-async def index() -> str:
-    return STATUS_PAGE
-
-
-@post("/check", status_code=200, responses=answers(CheckBody))
-async def check(settings: AppSettings) -> Response[bytes]:
-    return json_response(
-        {
-            "result": "pass",
-            "title": CHECK_TITLE,
-            "help": CHECK_HELP,
-            "detector_backend": "insightface",
-            "recognition_model": settings.face_recognition_model_name,
-            "facial_min_score": settings.face_min_score,
-            "facial_max_distance": FACIAL_MAX_DISTANCE,
-            "env_use_dml": False,
-        }
-    )
-
-
-@post(["/restart", "/restart_v2"], status_code=200, responses=answers(PassBody))
-async def restart() -> Response[bytes]:
-    # Nothing to free: models live in Triton. MT Photos calls this between OCR jobs.
-    return json_response({"result": "pass"})
-
-
-@get("/health/live", include_in_schema=False)
-async def live() -> Response[bytes]:
-    return json_response({"status": "live"})
-
-
-@get("/health/ready", include_in_schema=False)
-async def ready(backend: Backend) -> Response[bytes]:
-    """200 when the server is ready and every model it was asked to load is READY; 503 naming what is not."""
-    if not await backend.server_ready():
-        return json_response({"status": "not ready", "server": "unavailable"}, status_code=503)
-    try:
-        states = await backend.models()
-    except BackendUnavailable:
-        return json_response({"status": "not ready", "server": "unavailable"}, status_code=503)
-    loaded = {s.name: s for s in states if s.state}
-    failed = {name: f"{s.state}: {s.reason}".rstrip(": ") for name, s in loaded.items() if s.state != "READY"}
-    families = {
-        name: "ready"
-        if all(loaded.get(m) and loaded[m].state == "READY" for m in family.entry_models)
-        else f"not exported: run `{family.export_command}`"
-        for name, family in FAMILIES.items()
-    }
-    body = {
-        "status": "ready" if not failed else "not ready",
-        "server": "ready",
-        "models": {name: s.state for name, s in sorted(loaded.items())},
-        "families": families,
-    }
-    if failed:
-        body["failed"] = failed
-    return json_response(body, status_code=503 if failed else 200)
-
-
-@get("/metrics", include_in_schema=False)
-async def metrics_route(backend: Backend, state: State) -> Response[bytes]:
-    health = backend.health() if isinstance(backend, PooledBackend) else {}
-    body, content_type = state.metrics.render(health)
-    return Response(content=body, media_type=content_type)
-
-
 def default_backend(settings: Settings) -> PooledBackend:
     servers = [TritonBackend(url, settings.inference_timeout_s) for url in split_urls(settings.triton_url)]
     return PooledBackend(servers, settings.max_in_flight)
 
 
-def create_app(settings: Settings, backend_factory: BackendFactory | None = None) -> Litestar:
-    """The app for `settings`; `backend_factory` replaces the Triton client (unit tests hand in a fake)."""
+def create_app(
+    settings: Settings, backend_factory: BackendFactory | None = None, missing: Mapping[str, str] | None = None
+) -> Litestar:
+    """The app for `settings`. `backend_factory` replaces the Triton client (unit tests hand in a fake);
+    `missing` maps entry models to what their family lacks on disk (serve's repository scan, for the families
+    exported in part), which readiness reports as not ready."""
     if settings.refuse_default_key and settings.uses_default_key:
         raise ValueError("API_AUTH_KEY is the public default and REFUSE_DEFAULT_KEY is set: set a key of your own")
     make_backend = backend_factory or default_backend
@@ -173,34 +96,32 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
                 "set API_AUTH_KEY to a secret of your own",
                 settings.api_auth_key,
             )
-        app.state.backend = make_backend(settings)
-        if isinstance(app.state.backend, PooledBackend):
-            app.state.backend.start()
+        backend = make_backend(settings)
+        app.state.backend = backend
+        app.state.inference = InferencePath(settings, backend, ServedModels(backend))
+        backend.start()
         try:
             yield
         finally:
-            await app.state.backend.close()
+            await backend.close()
 
-    def provide_backend(state: State) -> InferenceBackend:
-        return state.backend  # type: ignore[no-any-return]
+    def provide(name: str) -> Provide:
+        def from_state(state: State) -> Any:
+            return state[name]
 
-    def provide_settings(state: State) -> Settings:
-        return state.settings  # type: ignore[no-any-return]
+        return Provide(from_state, sync_to_thread=False)
 
     protected = Router(
         path="/",
         security=[{API_KEY_SCHEME: []}],
-        route_handlers=[check, restart, *ocr.HANDLERS, *faces.HANDLERS, *clip.HANDLERS],
+        route_handlers=[*core.PROTECTED, *ocr.HANDLERS, *faces.HANDLERS, *clip.HANDLERS],
         before_request=require_api_key,
     )
     app = Litestar(
-        route_handlers=[index, live, ready, metrics_route, protected],
-        state=State({"settings": settings, "metrics": metrics}),
+        route_handlers=[*core.PUBLIC, protected],
+        state=State({"settings": settings, "metrics": metrics, "missing": dict(missing or {})}),
         request_max_body_size=settings.max_body_bytes,
-        dependencies={
-            "backend": Provide(provide_backend, sync_to_thread=False),
-            "settings": Provide(provide_settings, sync_to_thread=False),
-        },
+        dependencies={name: provide(name) for name in ("backend", "settings", "inference")},
         exception_handlers={HTTPException: http_exception_handler, Exception: http_exception_handler},
         openapi_config=OpenAPIConfig(
             title="mt-photos-triton",
@@ -218,4 +139,3 @@ def create_app(settings: Settings, backend_factory: BackendFactory | None = None
     # Around Litestar's whole handler, not per route: 404/405 answers are counted and limited too.
     app.asgi_handler = metrics_middleware(metrics)(body_limit_middleware(settings.max_body_bytes)(app.asgi_handler))
     return app
-

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +17,7 @@ from mt_photos_triton.errors import parse_code
 log = logging.getLogger(__name__)
 
 READY = "READY"
+T = TypeVar("T")
 
 
 class BackendError(Exception):
@@ -57,6 +58,12 @@ class ModelState:
 
 @runtime_checkable
 class InferenceBackend(Protocol):
+    """What the app needs of the inference server(s): opened in the lifespan, called by the one inference path
+    and the health routes, closed at shutdown."""
+
+    def start(self) -> None:
+        """Begin any background work (called once, inside the running event loop)."""
+
     async def infer(
         self, model: str, inputs: Mapping[str, NDArray[Any]], outputs: Sequence[str]
     ) -> dict[str, NDArray[Any]]: ...
@@ -64,6 +71,12 @@ class InferenceBackend(Protocol):
     async def server_ready(self) -> bool: ...
 
     async def models(self) -> list[ModelState]: ...
+
+    async def model_parameters(self, model: str) -> dict[str, str]:
+        """The `parameters` of a loaded model's config (ModelUnavailable when it is not loaded)."""
+
+    def health(self) -> dict[str, bool]:
+        """Each server's URL and whether it is in rotation."""
 
     async def close(self) -> None: ...
 
@@ -91,18 +104,21 @@ class TritonBackend:
     async def infer(
         self, model: str, inputs: Mapping[str, NDArray[Any]], outputs: Sequence[str]
     ) -> dict[str, NDArray[Any]]:
-        from tritonclient.utils import InferenceServerException
-
         request_inputs = []
         for name, array in inputs.items():
             item = self._http.InferInput(name, list(array.shape), _triton_dtype(array))
             item.set_data_from_numpy(array, binary_data=True)
             request_inputs.append(item)
         requested = [self._http.InferRequestedOutput(name, binary_data=True) for name in outputs]
+        result = await self._call(model, self._client.infer(model, request_inputs, outputs=requested))
+        return {name: result.as_numpy(name) for name in outputs}
+
+    async def _call(self, model: str, call: Awaitable[T]) -> T:
+        """`call` within the timeout, its failures sorted into the BackendError kinds."""
+        from tritonclient.utils import InferenceServerException
+
         try:
-            result = await asyncio.wait_for(
-                self._client.infer(model, request_inputs, outputs=requested), timeout=self.timeout_s
-            )
+            return await asyncio.wait_for(call, timeout=self.timeout_s)
         except InferenceServerException as error:
             message = str(error.message() or error)
             if any(marker in message for marker in _NOT_LOADED):
@@ -114,7 +130,17 @@ class TritonBackend:
             if type(error).__module__.startswith("aiohttp"):
                 raise BackendUnavailable(f"{self.url}: {type(error).__name__}") from error
             raise
-        return {name: result.as_numpy(name) for name in outputs}
+
+    async def model_parameters(self, model: str) -> dict[str, str]:
+        config = await self._call(model, self._client.get_model_config(model))
+        parameters = config.get("parameters") or {}
+        return {key: str(value.get("string_value", "")) for key, value in parameters.items()}
+
+    def start(self) -> None:
+        """Nothing runs in the background of one server (the pool probes its members)."""
+
+    def health(self) -> dict[str, bool]:
+        return {self.url: True}
 
     async def server_ready(self) -> bool:
         try:
@@ -230,9 +256,15 @@ class PooledBackend:
 
     async def models(self) -> list[ModelState]:
         """The model states of the first healthy server (all servers serve the same repository)."""
+        return await self._first_healthy(lambda backend: backend.models())  # type: ignore[no-any-return]
+
+    async def model_parameters(self, model: str) -> dict[str, str]:
+        return await self._first_healthy(lambda backend: backend.model_parameters(model))  # type: ignore[no-any-return]
+
+    async def _first_healthy(self, call: Any) -> Any:
         for member in self._healthy() or self.members:
             try:
-                return await member.backend.models()
+                return await call(member.backend)
             except BackendUnavailable as error:
                 self._mark_down(member, error)
         raise BackendUnavailable("no Triton server is available")

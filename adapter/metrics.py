@@ -1,24 +1,35 @@
 """Prometheus metrics of the adapter: requests and latency by route and outcome, in flight, rejections,
-per-backend health. One registry per app (no module-level state)."""
+per-backend health. One registry per app (no module-level state).
+
+The middleware sees every HTTP request (404s and 413s included) and its status; what an inference route
+answered inside a 200 is told to it by the inference path (`record_outcome`), not read back from the body.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from adapter.responses import MSG_BUSY
-
 ROUTES = frozenset(
-    {"/", "/check", "/restart", "/restart_v2", "/clip/img", "/clip/txt", "/ocr", "/represent",
+    {"/", "/check", "/ping", "/restart", "/restart_v2", "/clip/img", "/clip/txt", "/ocr", "/represent",
      "/health/live", "/health/ready", "/metrics"}
 )
-ERROR_BODY_PREFIX = b'{"result":[],"msg":'
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REJECTIONS = {401: "unauthorized", 413: "too_large"}
+# where the inference path leaves the request's outcome: a key of the ASGI scope, which the handler's request
+# and this middleware share
+OUTCOME_KEY = "mtphotos.outcome"
+OK = "ok"
+BUSY = "busy"
+
+
+def record_outcome(scope: MutableMapping[str, Any], reason: str) -> None:
+    """What the request came to: OK, or the reason of its `msg` body (invalid_image, busy, ...)."""
+    scope[OUTCOME_KEY] = reason
 
 
 class Metrics:
@@ -27,6 +38,10 @@ class Metrics:
         self.requests = Counter(
             "mtphotos_requests", "HTTP requests by route and outcome (ok, error = the spec's msg body, http_NNN)",
             ["route", "outcome"], registry=self.registry,
+        )
+        self.errors = Counter(
+            "mtphotos_errors", "msg bodies by route and reason (invalid_image, too_large, busy, ...)",
+            ["route", "reason"], registry=self.registry,
         )
         self.latency = Histogram(
             "mtphotos_request_seconds", "HTTP request latency by route", ["route"],
@@ -46,18 +61,19 @@ class Metrics:
             self.backend_up.labels(url=url).set(1 if healthy else 0)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def record(self, path: str, status: int, first_body: bytes, seconds: float) -> None:
+    def record(self, path: str, status: int, reason: str | None, seconds: float) -> None:
         route = path if path in ROUTES else "other"
-        if status == 200 and first_body.startswith(ERROR_BODY_PREFIX):
-            outcome = "error"
-            if MSG_BUSY.encode() in first_body:
-                self.rejected.labels(reason="busy").inc()
-        elif 200 <= status < 300:
-            outcome = "ok"
-        else:
+        if not 200 <= status < 300:
             outcome = f"http_{status}"
             if status in REJECTIONS:
                 self.rejected.labels(reason=REJECTIONS[status]).inc()
+        elif reason is None or reason == OK:
+            outcome = OK
+        else:
+            outcome = "error"
+            self.errors.labels(route=route, reason=reason).inc()
+            if reason == BUSY:
+                self.rejected.labels(reason=BUSY).inc()
         self.requests.labels(route=route, outcome=outcome).inc()
         self.latency.labels(route=route).observe(seconds)
 
@@ -71,13 +87,11 @@ def metrics_middleware(metrics: Metrics) -> Callable[[Any], Any]:
                 await app(scope, receive, send)
                 return
             start = time.perf_counter()
-            seen: dict[str, Any] = {"status": 500, "body": b""}
+            seen = {"status": 500}
 
             async def capture(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     seen["status"] = message["status"]
-                elif message["type"] == "http.response.body" and not seen["body"]:
-                    seen["body"] = bytes(message.get("body", b""))[: len(ERROR_BODY_PREFIX) + 64]
                 await send(message)
 
             metrics.in_flight.inc()
@@ -85,7 +99,7 @@ def metrics_middleware(metrics: Metrics) -> Callable[[Any], Any]:
                 await app(scope, receive, capture)
             finally:
                 metrics.in_flight.dec()
-                metrics.record(scope["path"], seen["status"], seen["body"], time.perf_counter() - start)
+                metrics.record(scope["path"], seen["status"], scope.get(OUTCOME_KEY), time.perf_counter() - start)
 
         return middleware
 

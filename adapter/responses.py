@@ -1,19 +1,11 @@
-"""Responses in the reference's exact bytes, and the one place errors become `msg` bodies."""
+"""Responses in the reference's exact bytes: compact JSON, the spec's `msg` body and the framework's 422."""
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
-from litestar import Request, Response
-from litestar.datastructures import UploadFile
-
-from adapter.backend import BackendError, BackendUnavailable, InferenceFailed, ModelUnavailable, Overloaded
-from mt_photos_triton import errors
-from mt_photos_triton.families import family_of
-
-log = logging.getLogger(__name__)
+from litestar import Response
 
 JSON = "application/json"
 
@@ -39,54 +31,12 @@ def error_body(msg: str) -> Response[bytes]:
     return json_response({"result": [], "msg": msg})
 
 
+def validation_error(kind: str, loc: list[str | int], msg: str, value: Any, **extra: Any) -> Response[bytes]:
+    """One error in FastAPI/pydantic's 422 body shape, as the reference's framework answers a bad request."""
+    detail = {"type": kind, "loc": loc, "msg": msg, "input": value, **extra}
+    return json_response({"detail": [detail]}, status_code=422)
+
+
 def missing_field(field: str, value: Any = None) -> Response[bytes]:
     """The 422 body the reference's framework (FastAPI/pydantic) gives for a missing field."""
-    detail = [{"type": "missing", "loc": ["body", field], "msg": "Field required", "input": value}]
-    return json_response({"detail": detail}, status_code=422)
-
-
-async def read_upload(request: Request[Any, Any, Any], field: str = "file") -> bytes | Response[bytes]:
-    """The bytes of multipart part `field`, or the reference's 422 when it is missing."""
-    try:
-        form = await request.form()
-    except Exception:  # noqa: BLE001 - a body that is not multipart is a missing part
-        form = {}
-    part = form.get(field) if hasattr(form, "get") else None
-    if isinstance(part, UploadFile):
-        return await part.read()
-    if isinstance(part, str):
-        return part.encode()
-    return missing_field(field)
-
-
-def model_missing_msg(model: str) -> str:
-    family = family_of(model)
-    hint = f": run `{family.export_command}`" if family else ""
-    return f"model '{model}' is not available{hint}"
-
-
-def backend_error_response(
-    error: BackendError, *, invalid_image_msg: str = MSG_INVALID_IMAGE, route: str = ""
-) -> Response[bytes]:
-    """Map one inference failure to the route's `msg` body, and log it once with a short reason."""
-    if isinstance(error, ModelUnavailable):
-        msg = model_missing_msg(error.model)
-    elif isinstance(error, BackendUnavailable):
-        msg = MSG_SERVER_UNAVAILABLE
-    elif isinstance(error, Overloaded):
-        msg = MSG_BUSY
-    elif isinstance(error, InferenceFailed) and error.code == errors.INVALID_IMAGE:
-        msg = invalid_image_msg
-    elif isinstance(error, InferenceFailed) and error.code == errors.IMAGE_TOO_LARGE:
-        msg = MSG_TOO_LARGE
-    else:
-        msg = MSG_INTERNAL
-    log.warning("%s failed: %s (%s)", route or "request", msg, error)
-    return error_body(msg)
-
-
-def pipeline_error_response(error: errors.PipelineError, *, invalid_image_msg: str = MSG_INVALID_IMAGE) -> Response[bytes]:
-    """A request refused before inference (header check)."""
-    if error.code == errors.IMAGE_TOO_LARGE:
-        return error_body(MSG_TOO_LARGE)
-    return error_body(invalid_image_msg)
+    return validation_error("missing", ["body", field], "Field required", value)

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from mt_photos_triton.pipelines.images import MAX_PIXELS
+
 DEFAULT_API_KEY = "mt_photos_ai_extra"
 
 
@@ -15,21 +17,22 @@ class Settings:
     triton_url: str = "127.0.0.1:8000"
     http_host: str = "0.0.0.0"
     http_port: int = 8060
-    # model names the reference service reads; `/check` reports the face ones to MT Photos
-    ocr_model_name: str = "PP-OCRv5_mobile"
-    clip_visual_model_name: str = "XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k"
-    clip_textual_model_name: str = "XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k"
-    face_detection_model_name: str = "buffalo_l"
-    face_recognition_model_name: str = "buffalo_l"
+    # (the reference's model variables choose what export writes; `/check` and `/represent` report the model
+    # Triton serves, read from its config, so the adapter reads none of them)
     face_min_score: float = 0.65
     # seconds one inference may take before the route answers with an error
     inference_timeout_s: float = 60.0
     # inferences running at once; more get a "busy" answer at once instead of queueing without bound
     max_in_flight: int = 64
-    # largest request body accepted (HTTP 413 beyond)
-    max_body_mb: float = 50.0
-    # "text" or "json" (one JSON object per line)
-    log_format: str = "text"
+    # largest request body accepted (HTTP 413 beyond): real photos reach ~60 MB as 200 MP JPEGs and ~150 MB as
+    # 50 MP PNGs, and the reference accepts any size
+    max_body_mb: float = 200.0
+    # largest image, in pixels from its header (mt_photos_triton.pipelines.images.MAX_PIXELS, which the Triton
+    # models hold, is the most allowed)
+    max_image_pixels: int = MAX_PIXELS
+    # decoded pixels in flight at once (Triton decodes behind the adapter, ~3 bytes a pixel and more): requests
+    # wait their turn beyond it; an image larger than this still runs, alone. 400 Mpx: two 200 MP photos
+    max_pixels_in_flight: int = 400_000_000
     # refuse to start while API_AUTH_KEY is the public default
     refuse_default_key: bool = False
 
@@ -49,6 +52,15 @@ class Settings:
                 raise ValueError(f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from error
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_image_pixels <= MAX_PIXELS:
+            raise ValueError(
+                f"MAX_IMAGE_PIXELS={self.max_image_pixels}: must be between 1 and {MAX_PIXELS} (the Triton models "
+                "refuse larger images)"
+            )
+        if self.max_pixels_in_flight <= 0:
+            raise ValueError(f"MAX_PIXELS_IN_FLIGHT={self.max_pixels_in_flight}: must be positive")
 
     @property
     def max_body_bytes(self) -> int:

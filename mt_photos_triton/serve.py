@@ -17,19 +17,38 @@ from mt_photos_triton.repository import CONFIG_NAME, parameter, read_config, sca
 log = logging.getLogger(__name__)
 
 
-def report_repository(repository: Path) -> list[str]:
-    """Log which families can be served and what to run for the others; the loadable model names."""
+# files the committed tree holds in version folders: anything else there was written by export
+COMMITTED_FILES = frozenset({"model.py", ".gitkeep"})
+
+
+def report_repository(repository: Path) -> tuple[list[str], dict[str, str]]:
+    """Log which families can be served and what to run for the others. Returns the loadable model names, and
+    for each family exported in part (some of its files written, another missing) its entry models' reasons,
+    paths relative to the repository, for readiness to report."""
     statuses = scan(repository)
+    missing: dict[str, str] = {}
     for family in FAMILIES.values():
-        missing = [statuses[m].missing for m in family.entry_models if m in statuses and statuses[m].missing]
+        reasons = {m: statuses[m].missing for m in family.entry_models if m in statuses and statuses[m].missing}
         absent = [m for m in family.entry_models if m not in statuses]
         if absent:
             log.warning("%s: models %s are not in %s", family.name, absent, repository)
-        elif missing:
-            log.warning("%s: not available (%s); run `%s`", family.name, missing[0], family.export_command)
+        elif reasons:
+            log.warning("%s: not available (%s); run `%s`", family.name, next(iter(reasons.values())),
+                        family.export_command)
+            if _exported(repository, [name for name, s in statuses.items() if s.family == family.name]):
+                missing.update({m: str(r).replace(f"{repository}/", "") for m, r in reasons.items()})
         else:
             log.info("%s: ready to load", family.name)
-    return [name for name, status in statuses.items() if status.loadable]
+    return [name for name, status in statuses.items() if status.loadable], missing
+
+
+def _exported(repository: Path, models: list[str]) -> bool:
+    """Whether export wrote anything for these models (weights, tokenizer, sidecars)."""
+    return any(
+        path.is_file() and path.name not in COMMITTED_FILES
+        for model in models
+        for path in (repository / model / "1").glob("*")
+    )
 
 
 def report_served_models(repository: Path, env: Mapping[str, str]) -> None:
@@ -57,9 +76,10 @@ def serve(repository: Path, host: str | None, port: int | None, triton_url: str 
     settings = Settings.from_env(http_host=host, http_port=port, triton_url=triton_url)
     embedded: EmbeddedTriton | None = None
     watchdog: Watchdog | None = None
+    missing: dict[str, str] = {}  # with a Triton of its own, readiness is that server's model readiness
     try:
         if triton_url is None:
-            models = report_repository(repository)
+            models, missing = report_repository(repository)
             report_served_models(repository, os.environ)
             embedded = EmbeddedTriton(repository=repository, models=models)
             try:
@@ -73,7 +93,7 @@ def serve(repository: Path, host: str | None, port: int | None, triton_url: str 
             watchdog.start()
         else:
             log.info("using the Triton server at %s", triton_url)
-        app = create_app(settings)
+        app = create_app(settings, missing=missing)
         # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes, returns; then we stop Triton
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
     except KeyboardInterrupt:

@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -215,18 +214,14 @@ def http_caller(url: str, route: str, send: Callable[[Any, int], Any]) -> Callab
 
 def prepare(workdir: Path) -> tuple[Path, Path]:
     """The stand-in model (built once, kept in workdir) and a scratch repository with it exported."""
-    from export.clip import CLIP_MODELS, export
+    from export.clip import export
     from mt_photos_triton.reference.clip_standins import DEFAULT_MODEL_SPEC, write_immich_layout
-    from mt_photos_triton.repository import templates
 
     model_dir = workdir / "stand-in"
     if not (model_dir / "textual" / "model.onnx").is_file():
         print("building full-size random-weight stand-ins (ViT-B/32 @224, XLM-R-base text tower) ...", flush=True)
         write_immich_layout(model_dir, DEFAULT_MODEL_SPEC)
-    repository = workdir / "repository"
-    for name in CLIP_MODELS:
-        if not (repository / name).is_dir():
-            shutil.copytree(templates() / name, repository / name, ignore=shutil.ignore_patterns("__pycache__"))
+    repository = workdir / "repository"  # export installs the python models and ensembles itself
     print("exporting them with `export clip` (batch rewrite + verification) ...", flush=True)
     result = export(repository, None, str(model_dir), force=False)
     for note in result.notes:

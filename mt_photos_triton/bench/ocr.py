@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 MODELS = ("ocr_det", "ocr_rec", "ocr")
 REFERENCE = "reference in-process"
 OURS = "ours: HTTP /ocr via Triton"
-CHECKOUT_REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+CHECKOUT = Path(__file__).resolve().parents[2]  # ../shared/fixtures beside a checkout, as the tests find them
 API_KEY = "mt_photos_ai_extra"
 
 
@@ -61,7 +60,7 @@ def measure(call: Callable[[], object], requests: int, concurrency: int, warmup:
 
 
 def default_fixtures() -> Path | None:
-    candidate = Path(os.environ.get("MT_PHOTOS_FIXTURES", CHECKOUT_REPOSITORY.parent.parent / "shared" / "fixtures"))
+    candidate = Path(os.environ.get("MT_PHOTOS_FIXTURES", CHECKOUT.parent / "shared" / "fixtures"))
     return candidate if candidate.is_dir() else None
 
 
@@ -136,10 +135,9 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
 
 
 def prepare_repository(target: Path) -> None:
+    """`export ocr` into an empty repository, as a user's export does (it installs the python model itself)."""
     from export.ocr import export
 
-    for name in MODELS:
-        shutil.copytree(CHECKOUT_REPOSITORY / name, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.onnx"))
     export(target, None, None, force=True)
 
 

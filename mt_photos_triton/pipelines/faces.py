@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from mt_photos_triton.errors import INVALID_IMAGE, PipelineError
-from mt_photos_triton.pipelines.images import check_size, probe
+from mt_photos_triton.pipelines.images import FACES_LIMITS, check_size, probe
 
 # insightface utils/face_align.py `arcface_dst`: where the 5 landmarks of a 112x112 ArcFace crop lie
 ARCFACE_TEMPLATE = np.array(
@@ -81,7 +81,7 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
     """BGR uint8 [H,W,3] as the reference reads it: OpenCV, EXIF orientation applied, alpha dropped, grey
     expanded. A GIF (which the reference's OpenCV refuses) gives its first frame (fix). The header check
     (size limits, allowed formats) runs first, so nothing oversized is ever decoded."""
-    info = probe(data)
+    info = probe(data, FACES_LIMITS)
     try:
         if info.format == "GIF":
             with Image.open(io.BytesIO(data)) as gif:
@@ -95,7 +95,7 @@ def decode_image(data: bytes) -> NDArray[np.uint8]:
     if image is None:
         raise PipelineError(INVALID_IMAGE, f"OpenCV cannot decode this {info.format}")
     height, width = image.shape[:2]
-    check_size(width, height)  # EXIF rotation swaps the sides: the limit holds either way
+    check_size(width, height, FACES_LIMITS)  # EXIF rotation swaps the sides: the limit holds either way
     return image
 
 

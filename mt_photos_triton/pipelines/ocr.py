@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from mt_photos_triton.errors import INVALID_IMAGE, INVALID_INPUT, PipelineError
-from mt_photos_triton.pipelines.images import ImageInfo, probe
+from mt_photos_triton.pipelines.images import OCR_LIMITS, ImageInfo, probe
 
 WHITE = (255, 255, 255)
 DB_DILATION_KERNEL = np.ones((2, 2), dtype=np.uint8)
@@ -30,8 +30,6 @@ MIN_BOX_SIDE = 3  # boxes this thin or thinner (after clipping) are dropped
 LINE_Y_TOLERANCE = 10  # boxes whose top-left y differ by less are one line, ordered by x
 ROTATE_ASPECT = 1.5  # crops this much taller than wide are turned 90 degrees counter-clockwise
 SCORE_DECIMALS = 5  # RapidOCR rounds each step probability and the mean to 5 decimals
-# The reference refuses GIF for OCR (OpenCV cannot decode it) and so do we: MT Photos sends no GIF to /ocr
-REFUSED_FORMATS = frozenset({"GIF"})
 
 
 @dataclass(frozen=True)
@@ -97,11 +95,8 @@ class OcrOptions:
 
 
 def check_format(data: bytes) -> ImageInfo:
-    """The header check (format allow-list, 10000 px limit) done before any decoding."""
-    info = probe(data)
-    if info.format in REFUSED_FORMATS:
-        raise PipelineError(INVALID_IMAGE, f"{info.format} is not accepted for OCR")
-    return info
+    """The header check (format allow-list without GIF, 10000 px limit, pixel budget) done before any decoding."""
+    return probe(data, OCR_LIMITS)
 
 
 def decode_image(data: bytes) -> Image.Image:

@@ -20,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from mt_photos_triton.pipelines.clip import format_embedding
 from tests.e2e.clip.conftest import encode, photo
+from tests.e2e.service.support import png_claiming
 from tests.harness import TritonHarness
 from tests.parity.clip.reference import ReferenceTokenizer, reference_model_image_input, reference_result_strings
 
@@ -180,8 +181,11 @@ def test_adapter_routes_answer_the_reference_strings(
         # errors of the spec
         assert http.post("/clip/img", files={"file": ("x.jpg", b"garbage", "image/jpeg")}).json() == {
             "result": [], "msg": "Invalid image format"}
+        # no side limit on /clip/img (the reference has none); a bomb is refused from its header
         wide = encode(Image.new("RGB", (10001, 2)), "PNG")
-        assert http.post("/clip/img", files={"file": ("w.png", wide, "image/png")}).json() == {
+        assert len(http.post("/clip/img", files={"file": ("w.png", wide, "image/png")}).json()["result"]) == 24
+        bomb = png_claiming(60000, 60000)
+        assert http.post("/clip/img", files={"file": ("b.png", bomb, "image/png")}).json() == {
             "result": [], "msg": "height or width out of range"}
         missing = http.post("/clip/txt", json={})
         assert missing.status_code == 422

@@ -13,9 +13,11 @@ import io
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size: each page shared by N processes counts 1/N (so a tree's sum counts shared
+    libraries and shared-memory regions once)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def descendants(pid: int) -> list[int]:
     """`pid`'s children, grandchildren, ... (the server runs in its own session, so walk parents)."""
     children: dict[int, list[int]] = {}
@@ -102,7 +116,8 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Service:
+    def start(self, ready_status: int | None = 200) -> Service:
+        """Start and wait until /health/ready answers `ready_status` (None: any answer)."""
         self.port = free_port()
         env = {**os.environ, "API_AUTH_KEY": KEY, "PYTHONUNBUFFERED": "1", **self.env}
         command = [sys.executable, "-m", "mt_photos_triton.cli", "serve", "--repository", str(self.repository),
@@ -115,7 +130,8 @@ class Service:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited early:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
+                status = httpx.get(f"{self.url}/health/ready", timeout=2).status_code
+                if ready_status is None or status == ready_status:
                     return self
             except httpx.HTTPError:
                 pass
@@ -130,6 +146,13 @@ class Service:
         below = set(descendants(self.process.pid))
         return next((p.pid for p in processes() if p.pid in below and p.argv and p.argv[0].endswith("tritonserver")), None)
 
+    def triton_url(self) -> str:
+        """host:port of the embedded tritonserver's HTTP endpoint (from its command line)."""
+        pid = self.triton_pid()
+        argv = next((p.argv for p in processes() if p.pid == pid), [])
+        port = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--http-port="))
+        return f"127.0.0.1:{port}"
+
     def adapter_rss(self) -> int:
         assert self.process is not None
         return rss_bytes(self.process.pid)
@@ -137,6 +160,11 @@ class Service:
     def total_rss(self) -> int:
         assert self.process is not None
         return sum(rss_bytes(p) for p in [self.process.pid, *descendants(self.process.pid)])
+
+    def total_pss(self) -> int:
+        """The served tree's memory (adapter, tritonserver, python stubs), shared pages counted once."""
+        assert self.process is not None
+        return sum(pss_bytes(p) for p in [self.process.pid, *descendants(self.process.pid)])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -146,6 +174,15 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few dozen bytes whose header claims `width` x `height`: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
 
 
 # --- the request mix -----------------------------------------------------------------------------------------

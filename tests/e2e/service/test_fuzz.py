@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from adapter import Settings
 from tests.e2e.service.support import HEADERS, KEY, Call, Service, text_photo
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +58,8 @@ bad_images = st.one_of(
     st.sampled_from(SAMPLES).flatmap(                                           # corrupted body, valid header
         lambda b: st.integers(64, len(b) - 1).map(lambda n: b[:n] + b"\xff" * 32 + b[n + 32:])),
     st.tuples(st.integers(10001, 60000), st.integers(1, 60000)).map(lambda wh: _png_header(*wh)),  # huge header
-    st.tuples(st.integers(7100, 10000), st.integers(7100, 10000)).map(lambda wh: _png_header(*wh)),  # bomb
+    st.tuples(st.integers(7100, 10000), st.integers(7100, 10000)).map(lambda wh: _png_header(*wh)),  # large, no data
+    st.tuples(st.integers(16000, 60000), st.integers(16000, 60000)).map(lambda wh: _png_header(*wh)),  # bomb
     st.just(b""),
     st.text(max_size=200).map(str.encode),                                      # a text file named .jpg
     st.sampled_from(SAMPLES),                                                   # valid images are fine too
@@ -134,8 +136,9 @@ def test_generated_bad_requests(service: Service, mix: list[Call]) -> None:
         check_shape(request, response)
 
     send()
-    # over the body limit (50 MB by default): refused before it is read
-    huge = client.post("/ocr", headers=HEADERS, files={"file": ("big.jpg", b"\0" * (51 * 2**20), "image/jpeg")})
+    # over the body limit (MAX_BODY_MB): refused before it is read
+    over = int(Settings().max_body_mb + 1) * 2**20
+    huge = client.post("/ocr", headers=HEADERS, files={"file": ("big.jpg", b"\0" * over, "image/jpeg")})
     assert huge.status_code == 413 and set(huge.json()) == {"detail"}
     statuses[huge.status_code] += 1
     after = service.adapter_rss()

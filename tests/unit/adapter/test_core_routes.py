@@ -37,12 +37,44 @@ def test_check_answers_the_reference_bytes(client: TestClient) -> None:
     assert response.headers["content-type"].startswith("application/json")
 
 
-def test_check_reports_face_settings_from_the_environment() -> None:
-    settings = Settings.from_env({"FACE_MIN_SCORE": "0.7", "FACE_RECOGNITION_MODEL_NAME": "antelopev2"})
-    with TestClient(create_app(settings, backend_factory=lambda _: FakeBackend())) as client:
-        body = client.post("/check", headers={"API-KEY": KEY}).json()
-    assert body["facial_min_score"] == 0.7
-    assert body["recognition_model"] == "antelopev2"
+def test_check_reports_the_face_model_triton_serves() -> None:
+    # the reference's variable is not what /check reports: the `served_model` parameter of the faces config is
+    backend = FakeBackend(parameters={"faces": {"served_model": "antelopev2", "family": "faces"}})
+    settings = Settings.from_env({"FACE_MIN_SCORE": "0.7", "FACE_RECOGNITION_MODEL_NAME": "buffalo_s"})
+    with TestClient(create_app(settings, backend_factory=lambda _: backend)) as client:
+        bodies = [client.post("/check", headers={"API-KEY": KEY}).json() for _ in range(3)]
+    assert bodies[0]["facial_min_score"] == 0.7
+    assert [body["recognition_model"] for body in bodies] == ["antelopev2"] * 3
+    assert backend.config_reads == ["faces"], "read once, then cached"
+
+
+def test_check_falls_back_to_the_family_default() -> None:
+    # not loaded: the default, asked again next time; loaded without the parameter (an older export): the default
+    backend = FakeBackend()
+    with TestClient(create_app(Settings(), backend_factory=lambda _: backend)) as client:
+        assert client.post("/check", headers={"api-key": KEY}).json()["recognition_model"] == "buffalo_l"
+        backend.parameters["faces"] = {"family": "faces"}
+        assert client.post("/check", headers={"api-key": KEY}).json()["recognition_model"] == "buffalo_l"
+        backend.parameters["faces"] = {"served_model": "antelopev2"}
+        assert client.post("/check", headers={"api-key": KEY}).json()["recognition_model"] == "buffalo_l"
+    assert backend.config_reads == ["faces", "faces"]
+
+
+def test_a_lost_server_makes_the_served_name_be_read_again() -> None:
+    backend = FakeBackend(parameters={"faces": {"served_model": "antelopev2"}})
+    with TestClient(create_app(Settings(), backend_factory=lambda _: backend)) as client:
+        assert client.post("/check", headers={"api-key": KEY}).json()["recognition_model"] == "antelopev2"
+        backend.ready = False
+        assert client.get("/health/ready").status_code == 503
+        backend.ready = True
+        backend.parameters["faces"] = {"served_model": "buffalo_s"}
+        assert client.post("/check", headers={"api-key": KEY}).json()["recognition_model"] == "buffalo_s"
+
+
+def test_ping_answers_pong_without_a_key(client: TestClient) -> None:
+    response = client.get("/ping")
+    assert (response.status_code, response.content) == (200, b"pong")
+    assert response.headers["content-type"].startswith("text/plain")
 
 
 @pytest.mark.parametrize("headers", [{}, {"api-key": "wrong"}, {"api-key": ""}, {"api-key": KEY + " "}])
@@ -102,9 +134,24 @@ def test_not_ready_when_the_server_is_down(client: TestClient, backend: FakeBack
     assert response.json() == {"status": "not ready", "server": "unavailable"}
 
 
-def test_backend_closed_on_shutdown(backend: FakeBackend) -> None:
-    with TestClient(create_app(Settings(), backend_factory=lambda _: backend)):
-        assert not backend.closed
+def test_missing_files_of_a_family_exported_in_part_make_readiness_503() -> None:
+    # what serve starts when ocr's weights are there and its python model is not: ocr is never loaded
+    backend = FakeBackend(states=[ModelState("ocr", ""), ModelState("ocr_det", "READY"), ModelState("ocr_rec", "READY")])
+    missing = {"ocr": "ocr/1/model.py has not been exported"}
+    with TestClient(create_app(Settings(), backend_factory=lambda _: backend, missing=missing)) as client:
+        response = client.get("/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == {"ocr": "ocr/1/model.py has not been exported"}
+    assert body["families"]["ocr"] == (
+        "incomplete (ocr/1/model.py has not been exported): run `mt-photos-triton export ocr`")
+    assert body["families"]["faces"] == "not exported: run `mt-photos-triton export faces`"
+
+
+def test_backend_started_and_closed_by_the_lifespan(backend: FakeBackend) -> None:
+    with TestClient(create_app(Settings(), backend_factory=lambda _: backend)) as client:
+        assert backend.started and not backend.closed
+        assert 'mtphotos_backend_up{url="fake:8000"} 1.0' in client.get("/metrics").text
     assert backend.closed
 
 

@@ -6,6 +6,7 @@ import pytest
 from litestar.testing import TestClient
 
 from adapter import Settings, create_app
+from adapter.backend import Overloaded
 from tests.unit.adapter.fakes import FakeBackend
 
 KEY = "mt_photos_ai_extra"
@@ -47,3 +48,38 @@ def test_metrics_count_requests_by_route_and_outcome() -> None:
     assert _metric(text, "mtphotos_requests_total", route="other", outcome="http_404") == 1
     assert _metric(text, "mtphotos_rejected_total", reason="unauthorized") == 1
     assert _metric(text, "mtphotos_request_seconds_count", route="/check") == 4
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_outcomes_are_recorded_by_the_inference_path() -> None:
+    # the outcome is what the path decided, not read back from the body: an OCR text that happens to look like
+    # an error body is still "ok"
+    import numpy as np
+
+    lookalike = np.array([['{"result":[],"msg":"x"}'.encode()]], dtype=np.object_)
+    answers = {"ocr": {"texts": lookalike, "scores": np.ones((1, 1), np.float32),
+                       "boxes": np.zeros((1, 1, 4, 2), np.float32), "count": np.ones((1, 1), np.int32)}}
+    backend = FakeBackend(answers=answers)
+    with TestClient(create_app(Settings(), backend_factory=lambda _: backend)) as client:
+        files = {"file": ("a.png", _png(), "image/png")}
+        assert client.post("/ocr", headers={"api-key": KEY}, files=files).json()["result"]["texts"]
+        client.post("/ocr", headers={"api-key": KEY}, files={"file": ("a.png", b"junk", "image/png")})
+        backend.failure = Overloaded("64 in flight")
+        assert client.post("/ocr", headers={"api-key": KEY}, files=files).json()["msg"] == "server busy, retry later"
+        client.post("/ocr", headers={"api-key": KEY}, data={"other": "1"})
+        text = client.get("/metrics").text
+    assert _metric(text, "mtphotos_requests_total", route="/ocr", outcome="ok") == 1
+    assert _metric(text, "mtphotos_requests_total", route="/ocr", outcome="error") == 2
+    assert _metric(text, "mtphotos_requests_total", route="/ocr", outcome="http_422") == 1
+    assert _metric(text, "mtphotos_errors_total", route="/ocr", reason="invalid_image") == 1
+    assert _metric(text, "mtphotos_errors_total", route="/ocr", reason="busy") == 1
+    assert _metric(text, "mtphotos_rejected_total", reason="busy") == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +24,14 @@ def png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` in a few dozen bytes (signature, IHDR, empty IEND)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture
@@ -58,10 +68,27 @@ def test_lone_surrogate_is_not_a_server_error(client: TestClient, backend: FakeB
     assert backend.calls[0][1]["text"][0, 0] == "red ?".encode()
 
 
-def test_oversized_image_is_refused_from_its_header(client: TestClient, backend: FakeBackend) -> None:
+def test_no_side_limit_on_clip_as_the_reference(client: TestClient, backend: FakeBackend) -> None:
     response = client.post("/clip/img", files={"file": ("w.png", png(10001, 3), "image/png")}, headers=KEY)
+    assert response.json() == {"result": STRINGS}
+    assert len(backend.calls) == 1
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(client: TestClient, backend: FakeBackend) -> None:
+    bomb = png_header(60000, 60000)
+    assert len(bomb) < 100
+    response = client.post("/clip/img", files={"file": ("b.png", bomb, "image/png")}, headers=KEY)
     assert response.json() == {"result": [], "msg": "height or width out of range"}
     assert backend.calls == []
+
+
+def test_the_pixel_budget_can_be_lowered(backend: FakeBackend) -> None:
+    settings = Settings.from_env({"MAX_IMAGE_PIXELS": "1000"})
+    with TestClient(create_app(settings, backend_factory=lambda _: backend)) as client:
+        small = client.post("/clip/img", files={"file": ("s.png", png(40, 25), "image/png")}, headers=KEY)
+        large = client.post("/clip/img", files={"file": ("l.png", png(40, 26), "image/png")}, headers=KEY)
+    assert small.json() == {"result": STRINGS}
+    assert large.json() == {"result": [], "msg": "height or width out of range"}
 
 
 @pytest.mark.parametrize("data", [b"", b"not an image", png(20, 20)[:10]], ids=["empty", "garbage", "truncated-header"])
@@ -84,18 +111,59 @@ def test_missing_file_part_is_the_framework_422(client: TestClient) -> None:
         (b'{"text":12}', {"type": "string_type", "loc": ["body", "text"], "msg": "Input should be a valid string", "input": 12}),
         (b'{"text":null}', {"type": "string_type", "loc": ["body", "text"], "msg": "Input should be a valid string", "input": None}),
         (b'', {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}),
+        (b'  ', {"type": "json_invalid", "loc": ["body", 2], "msg": "JSON decode error", "input": {},
+                 "ctx": {"error": "Expecting value"}}),
+        (b'null', {"type": "model_attributes_type", "loc": ["body"],
+                   "msg": "Input should be a valid dictionary or object to extract fields from", "input": None}),
         (b'["x"]', {"type": "model_attributes_type", "loc": ["body"],
                     "msg": "Input should be a valid dictionary or object to extract fields from", "input": ["x"]}),
         (b'{"text":', {"type": "json_invalid", "loc": ["body", 8], "msg": "JSON decode error", "input": {},
                        "ctx": {"error": "Expecting value"}}),
     ],
-    ids=["empty-object", "other-field", "number", "null", "no-body", "list", "invalid-json"],
+    ids=["empty-object", "other-field", "number", "null", "no-body", "blank", "null-body", "list", "invalid-json"],
 )
 def test_text_body_errors_are_the_framework_422(client: TestClient, backend: FakeBackend, body: bytes, detail: dict) -> None:
     response = client.post("/clip/txt", content=body, headers={**KEY, "content-type": "application/json"})
     assert response.status_code == 422
     assert response.json() == {"detail": [detail]}
     assert backend.calls == []
+
+
+JSON_NOT_DECLARED = {
+    "type": "model_attributes_type", "loc": ["body"],
+    "msg": "Input should be a valid dictionary or object to extract fields from", "input": '{"text":"x"}',
+}
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
+                     "application/json-patch", "multipart/form-data"],
+)
+def test_a_json_body_not_declared_as_json_is_the_framework_422(
+    client: TestClient, backend: FakeBackend, content_type: str | None
+) -> None:
+    # FastAPI (the reference) reads the body as JSON only when its Content-Type says so; otherwise pydantic
+    # validates the raw text against the model
+    headers = {**KEY, **({"content-type": content_type} if content_type else {})}
+    response = client.post("/clip/txt", content=b'{"text":"x"}', headers=headers)
+    if content_type is None:
+        assert "content-type" not in {k.lower() for k in response.request.headers}
+    assert response.status_code == 422
+    assert response.json() == {"detail": [JSON_NOT_DECLARED]}
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "APPLICATION/JSON; charset=utf-8",
+                                          "application/vnd.api+json"])
+def test_json_content_types_are_read(client: TestClient, content_type: str) -> None:
+    response = client.post("/clip/txt", content=b'{"text":"x"}', headers={**KEY, "content-type": content_type})
+    assert response.json() == {"result": STRINGS}
+
+
+def test_undecodable_text_body_is_a_422_not_a_500(client: TestClient) -> None:
+    response = client.post("/clip/txt", content=b"\xff\xfe{", headers={**KEY, "content-type": "text/plain"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "model_attributes_type"
 
 
 @pytest.mark.parametrize(

@@ -142,17 +142,7 @@ def entry_files(patterns: list[str]) -> list[Path]:
     return sorted(path for pattern in patterns for path in ROOT.glob(pattern))
 
 
-ADAPTER_REACHES_OPENCV = pytest.mark.xfail(
-    strict=True,
-    reason="the adapter's routes import pipelines.ocr/faces/clip, which load cv2, pyclipper and tokenizers "
-    "(issue 12 point 1, the adapter's own fix); strict: this passes, and must be unmarked, once that lands",
-)
-
-
-@pytest.mark.parametrize(
-    "deployable",
-    [pytest.param(d, marks=ADAPTER_REACHES_OPENCV) if d == "adapter image" else d for d in DEPLOYABLES],
-)
+@pytest.mark.parametrize("deployable", list(DEPLOYABLES))
 def test_each_deployable_extra_covers_its_load_time_imports(deployable: str) -> None:
     extra, patterns = DEPLOYABLES[deployable]
     files = entry_files(patterns)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapter.routes.faces import embedding_numbers
+from adapter.wire import embedding_numbers
 from mt_photos_triton.errors import IMAGE_TOO_LARGE, INVALID_IMAGE, PipelineError
 from mt_photos_triton.pipelines import faces as pipeline
 

@@ -38,8 +38,9 @@ def client_for(backend: FakeBackend, **env: str) -> TestClient:
 
 
 def test_exact_body_and_the_request_sent() -> None:
-    backend = FakeBackend(answers={"faces": two_faces()})
-    with client_for(backend, FACE_MIN_SCORE="0.7", FACE_RECOGNITION_MODEL_NAME="antelopev2") as client:
+    # recognition_model: what the faces config says it serves (export writes it), not a variable of the adapter
+    backend = FakeBackend(answers={"faces": two_faces()}, parameters={"faces": {"served_model": "antelopev2"}})
+    with client_for(backend, FACE_MIN_SCORE="0.7", FACE_RECOGNITION_MODEL_NAME="buffalo_s") as client:
         response = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())})
     assert response.status_code == 200
     assert response.content == (
@@ -80,6 +81,24 @@ def test_backend_errors_become_fixed_messages(error: Exception, msg: str) -> Non
     with client_for(FakeBackend(failure=error)) as client:
         body = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())}).json()
     assert body == {"result": [], "msg": msg}
+
+
+def test_sides_over_10000_px_are_refused_from_the_header() -> None:
+    out = io.BytesIO()
+    Image.new("L", (3, 10001)).save(out, "PNG")
+    backend = FakeBackend(answers={"faces": two_faces()})
+    with client_for(backend) as client:
+        body = client.post("/represent", headers=HEADERS, files={"file": ("tall.png", out.getvalue())}).json()
+    assert body == {"result": [], "msg": "height or width out of range"}
+    assert backend.calls == []
+
+
+def test_an_unexpected_answer_is_the_generic_message(caplog: pytest.LogCaptureFixture) -> None:
+    # a malformed model answer is the same "internal error" (with a logged traceback) as on every route
+    with client_for(FakeBackend(answers={"faces": {"count": np.array([[1]], np.int32)}})) as client:
+        body = client.post("/represent", headers=HEADERS, files={"file": ("a.jpg", jpeg())}).json()
+    assert body == {"result": [], "msg": "internal error"}
+    assert any(record.exc_info for record in caplog.records if record.name == "adapter.inference")
 
 
 def test_bad_bytes_are_refused_before_inference() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from adapter import Settings, create_app
 from adapter.backend import BackendUnavailable, InferenceFailed, ModelUnavailable
-from adapter.routes.ocr import format_coordinate, format_score
+from adapter.wire import ocr_coordinate as format_coordinate, ocr_score as format_score
 from tests.unit.adapter.fakes import FakeBackend
 
 KEY = {"api-key": "mt_photos_ai_extra"}
@@ -86,10 +86,19 @@ def test_header_errors_never_reach_the_backend(data: bytes, msg: str) -> None:
 
 
 def test_too_large_is_refused_from_the_header() -> None:
+    # the reference's 10000 px side limit holds on /ocr (not on /clip/img)
     buffer = io.BytesIO()
     Image.new("1", (10001, 8)).save(buffer, format="PNG")
     backend = FakeBackend(answers={"ocr": ocr_outputs([], [], [])})
     assert post(backend, buffer.getvalue()) == b'{"result":[],"msg":"height or width out of range"}'
+    assert backend.calls == []
+
+
+def test_gif_is_refused_as_the_reference_does() -> None:
+    buffer = io.BytesIO()
+    Image.new("P", (40, 30)).save(buffer, format="GIF")
+    backend = FakeBackend(answers={"ocr": ocr_outputs([], [], [])})
+    assert post(backend, buffer.getvalue()) == b'{"result":[],"msg":"Invalid image format"}'
     assert backend.calls == []
 
 

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from mt_photos_triton.errors import IMAGE_TOO_LARGE, INVALID_IMAGE, PipelineError
-from mt_photos_triton.pipelines.images import MAX_SIDE, probe
+from mt_photos_triton.pipelines.images import (
+    CLIP_LIMITS, FACES_LIMITS, MAX_PIXELS, MAX_SIDE, OCR_LIMITS, Limits, check_size, probe,
+)
 from mt_photos_triton.repository import ModelConfig, loadable_models, scan
 from export.configs import set_parameters, write_config
 
@@ -61,18 +63,28 @@ def test_probe_reads_size_from_the_header() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "code"),
+    ("data", "limits", "code"),
     [
-        (b"", INVALID_IMAGE),
-        (b"not an image at all", INVALID_IMAGE),
-        (_png(MAX_SIDE + 1, 10), IMAGE_TOO_LARGE),
-        (_png(8000, 8000), IMAGE_TOO_LARGE),  # under the side limit, over the pixel budget
+        (b"", CLIP_LIMITS, INVALID_IMAGE),
+        (b"not an image at all", CLIP_LIMITS, INVALID_IMAGE),
+        (_png(MAX_SIDE + 1, 10), OCR_LIMITS, IMAGE_TOO_LARGE),  # the reference's side limit, on /ocr and /represent
+        (_png(MAX_SIDE + 1, 10), FACES_LIMITS, IMAGE_TOO_LARGE),
+        (_png(8000, 8000), Limits(max_pixels=60_000_000), IMAGE_TOO_LARGE),  # under the side limit, over the budget
+        (_png(40, 30), Limits(refused_formats=frozenset({"PNG"})), INVALID_IMAGE),
     ],
 )
-def test_probe_refuses_before_decoding(data: bytes, code: str) -> None:
+def test_probe_refuses_before_decoding(data: bytes, limits: Limits, code: str) -> None:
     with pytest.raises(PipelineError) as caught:
-        probe(data)
+        probe(data, limits)
     assert caught.value.code == code
+
+
+def test_probe_admits_what_the_reference_answers() -> None:
+    # /clip/img has no side limit (the reference has none there); 200 MP photos fit the pixel budget
+    assert probe(_png(MAX_SIDE + 1, 10)).width == MAX_SIDE + 1
+    assert probe(_png(8000, 6500), OCR_LIMITS).height == 6500
+    assert 16320 * 12240 <= MAX_PIXELS
+    check_size(16320, 12240, CLIP_LIMITS)
 
 
 def test_write_config_writes_what_it_is_given(tmp_path: Path) -> None:
