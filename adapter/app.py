@@ -19,7 +19,7 @@ from adapter.backend import InferenceBackend, PooledBackend, TritonBackend, spli
 from adapter.inference import InferencePath
 from adapter.metrics import Metrics, metrics_middleware
 from adapter.responses import json_bytes, json_response
-from adapter.routes import clip, console, core, faces, ocr
+from adapter.routes import clip, console, core, faces, immich, ocr
 from adapter.served import ServedModels
 from adapter.settings import Settings
 from mt_photos_triton import __version__
@@ -118,7 +118,8 @@ def create_app(
         before_request=require_api_key,
     )
     app = Litestar(
-        route_handlers=[*console.HANDLERS, *core.PUBLIC, protected],
+        # immich's /predict: no key (immich cannot send one), off unless IMMICH_ML=true (adapter/routes/immich.py)
+        route_handlers=[*console.HANDLERS, *core.PUBLIC, *(immich.HANDLERS if settings.immich_ml else []), protected],
         state=State({"settings": settings, "metrics": metrics, "missing": dict(missing or {})}),
         request_max_body_size=settings.max_body_bytes,
         dependencies={name: provide(name) for name in ("backend", "settings", "inference")},

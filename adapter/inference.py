@@ -43,7 +43,7 @@ from adapter.served import ServedModels
 from adapter.settings import Settings
 from mt_photos_triton import errors
 from mt_photos_triton.families import family_of
-from mt_photos_triton.pipelines.images import Limits, probe
+from mt_photos_triton.pipelines.images import ImageInfo, Limits, probe
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ def failure_of(error: Exception, route: Route) -> Failure:
 
 
 def _code_failure(code: str, route: Route) -> Failure:
+    if code == errors.INVALID_INPUT:  # the model refused an input's value (immich's per-request options)
+        return Failure("invalid_input", MSG_INTERNAL)
     if code == errors.IMAGE_TOO_LARGE:
         return Failure("too_large", MSG_TOO_LARGE)
     if code == errors.INVALID_IMAGE:
@@ -132,18 +134,30 @@ class InferencePath:
         if isinstance(data, Response):
             return data  # the framework's 422, counted by its status
         try:
-            info = probe(data, route.limits.with_pixels(self.settings.max_image_pixels))
-            feeds = {IMAGE_INPUT: np.array([[data]], dtype=np.object_), **(inputs or {})}
-            weight = await self._turn(info.pixels)
-            try:
-                outputs = await self.backend.infer(route.model, feeds, route.outputs)
-            finally:
-                self.budget.release(weight)
+            _, outputs = await self.infer_image(data, route, inputs)
             body = await answer(outputs)
         except Exception as error:  # noqa: BLE001 - every failure becomes the route's msg body
             return self.failed(request, route, error)
         record_outcome(request.scope, OK)
         return json_response(body)
+
+    async def infer_image(
+        self, data: bytes, route: Route, inputs: Mapping[str, NDArray[Any]] | None = None
+    ) -> tuple[ImageInfo, Outputs]:
+        """The image's header probe, its turn of the decode budget and the inference: (header, outputs), or the
+        exception `failure_of` maps (every image route, immich's `/predict` included, goes through here)."""
+        assert route.limits is not None, f"{route.path} is not an image route"
+        info = probe(data, route.limits.with_pixels(self.settings.max_image_pixels))
+        feeds = {IMAGE_INPUT: np.array([[data]], dtype=np.object_), **(inputs or {})}
+        weight = await self._turn(info.pixels)
+        try:
+            return info, await self.backend.infer(route.model, feeds, route.outputs)
+        finally:
+            self.budget.release(weight)
+
+    async def infer(self, route: Route, inputs: Mapping[str, NDArray[Any]]) -> Outputs:
+        """A route whose inputs are already read: its model's outputs, or the exception `failure_of` maps."""
+        return await self.backend.infer(route.model, inputs, route.outputs)
 
     async def _turn(self, pixels: int) -> int:
         """Wait for `pixels` of the decode budget; Overloaded when no turn comes within the inference timeout."""
@@ -158,14 +172,20 @@ class InferencePath:
     ) -> Response[bytes]:
         """A route whose inputs are already read (`/clip/txt`)."""
         try:
-            body = await answer(await self.backend.infer(route.model, inputs, route.outputs))
+            body = await answer(await self.infer(route, inputs))
         except Exception as error:  # noqa: BLE001 - every failure becomes the route's msg body
             return self.failed(request, route, error)
         record_outcome(request.scope, OK)
         return json_response(body)
 
     def failed(self, request: Request[Any, Any, Any], route: Route, error: Exception) -> Response[bytes]:
-        """Map, log once, record, and forget served names the failure may have made stale."""
+        """Map, log once, record, and answer the route's `msg` body."""
+        failure = self.note_failure(route, error)
+        record_outcome(request.scope, failure.reason)
+        return error_body(failure.msg)
+
+    def note_failure(self, route: Route, error: Exception) -> Failure:
+        """Map, log once, and forget served names the failure may have made stale; the caller answers."""
         failure = failure_of(error, route)
         if failure.reason == "internal" and not isinstance(error, BackendError):
             log.error("%s failed: %s", route.path, failure.msg, exc_info=error)
@@ -175,8 +195,7 @@ class InferencePath:
             self.served.forget(error.model)
         elif isinstance(error, BackendUnavailable):
             self.served.forget()
-        record_outcome(request.scope, failure.reason)
-        return error_body(failure.msg)
+        return failure
 
 
 def _short(error: Exception) -> str:

@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 ROUTES = frozenset(
     {"/", "/check", "/ping", "/restart", "/restart_v2", "/clip/img", "/clip/txt", "/ocr", "/represent",
-     "/health/live", "/health/ready", "/metrics"}
+     "/health/live", "/health/ready", "/metrics", "/predict"}
 )
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REJECTIONS = {401: "unauthorized", 413: "too_large"}

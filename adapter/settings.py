@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 from mt_photos_triton.pipelines.images import MAX_PIXELS
 
 DEFAULT_API_KEY = "mt_photos_ai_extra"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class Settings:
     max_pixels_in_flight: int = 400_000_000
     # refuse to start while API_AUTH_KEY is the public default
     refuse_default_key: bool = False
+    # immich's POST /predict, unauthenticated (immich sends no key): off unless true
+    immich_ml: bool = False
+    # comma-separated CIDRs that may call /predict; empty: anyone who reaches the port
+    immich_ml_allow: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -59,8 +66,21 @@ class Settings:
                 f"MAX_IMAGE_PIXELS={self.max_image_pixels}: must be between 1 and {MAX_PIXELS} (the Triton models "
                 "refuse larger images)"
             )
+        self.immich_ml_networks  # noqa: B018 - a wrong IMMICH_ML_ALLOW stops the start
         if self.max_pixels_in_flight <= 0:
             raise ValueError(f"MAX_PIXELS_IN_FLIGHT={self.max_pixels_in_flight}: must be positive")
+
+    @cached_property
+    def immich_ml_networks(self) -> tuple[IPNetwork, ...]:
+        """IMMICH_ML_ALLOW's networks (a bare address is its own /32 or /128)."""
+        networks = []
+        for item in self.immich_ml_allow.split(","):
+            if item.strip():
+                try:
+                    networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"IMMICH_ML_ALLOW: {item.strip()!r} is not a network (CIDR)") from None
+        return tuple(networks)
 
     @property
     def max_body_bytes(self) -> int:

@@ -3,6 +3,7 @@ written into the JSON that MT Photos stores (API spec, "Number formats")."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -77,4 +78,100 @@ def ocr_result(outputs: dict[str, NDArray[Any]]) -> dict[str, list[Any]]:
             }
             for box in boxes
         ],
+    }
+
+
+# ------------------------------------------------------------------------------------ immich's /predict
+# immich-ml answers with FastAPI's ORJSONResponse (orjson, OPT_SERIALIZE_NUMPY) and writes each embedding as
+# the string `orjson.dumps(array)` (machine-learning/immich_ml/models/transforms.py `serialize_np_array`).
+# orjson writes the shortest round-trip digits of a float32 (numpy) or float64 (Python) value, in plain notation
+# for decimal exponents within these bounds and in scientific notation ("1e-7", "1.5e+15") outside them.
+_PLAIN_EXPONENTS = {np.dtype(np.float32): (-7, 13), np.dtype(np.float64): (-6, 16)}  # exclusive bounds
+
+
+def orjson_number(value: float | np.floating[Any]) -> str:
+    """`value` as orjson writes it: a numpy float32 with float32's shortest digits, anything else as a float64."""
+    kind = np.dtype(np.float32) if isinstance(value, np.float32) else np.dtype(np.float64)
+    number = kind.type(value)
+    if not np.isfinite(number):
+        return "null"
+    sign = "-" if np.signbit(number) else ""
+    if number == 0:
+        return f"{sign}0.0"
+    mantissa, exponent_text = np.format_float_scientific(abs(number), unique=True).split("e")
+    digits, exponent = mantissa.replace(".", "").rstrip("0") or "0", int(exponent_text)
+    low, high = _PLAIN_EXPONENTS[kind]
+    if not low < exponent < high:
+        fraction = f".{digits[1:]}" if len(digits) > 1 else ""
+        return f"{sign}{digits[0]}{fraction}e{'+' if exponent > 0 else '-'}{abs(exponent)}"
+    if exponent < 0:
+        return f"{sign}0.{'0' * (-exponent - 1)}{digits}"
+    whole = digits[: exponent + 1].ljust(exponent + 1, "0")
+    return f"{sign}{whole}.{digits[exponent + 1:] or '0'}"
+
+
+def orjson_bytes(value: Any) -> bytes:
+    """`value` serialised as immich-ml's orjson does: compact, raw UTF-8, numpy scalars and arrays as numbers."""
+    return _orjson_text(value).encode()
+
+
+def _orjson_text(value: Any) -> str:
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return json.dumps(None if value is None else bool(value))
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return orjson_number(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_orjson_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, np.ndarray):
+        return _orjson_text(list(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_orjson_text(item) for item in value) + "]"
+    raise TypeError(f"{type(value).__name__} is not serialisable")
+
+
+def immich_embedding(values: NDArray[np.float32]) -> str:
+    """An embedding as immich-ml's `serialize_np_array` writes it: a JSON array of float32s, in a string."""
+    return orjson_bytes(np.asarray(values, dtype=np.float32).reshape(-1)).decode()
+
+
+def immich_clip(outputs: dict[str, NDArray[Any]]) -> str:
+    """`clip`: the embedding of the first row as immich-ml's string (models/clip/visual.py, textual.py)."""
+    return immich_embedding(outputs["embedding"][0])
+
+
+def immich_faces(outputs: dict[str, NDArray[Any]]) -> list[dict[str, Any]]:
+    """`facial-recognition`: per face its box in pixels rounded half-to-even and kept float32 (`123.0`, immich
+    detection.py `bboxes[:, :4].round()`), its embedding string and float32 score (recognition.py `postprocess`)."""
+    found = int(outputs["count"][0, 0])
+    boxes = np.round(np.asarray(outputs["boxes"][0, :found], dtype=np.float32))
+    return [
+        {
+            "boundingBox": dict(zip(("x1", "y1", "x2", "y2"), boxes[index])),
+            "embedding": immich_embedding(outputs["embeddings"][0, index]),
+            "score": np.float32(outputs["scores"][0, index]),
+        }
+        for index in range(found)
+    ]
+
+
+def immich_ocr(outputs: dict[str, NDArray[Any]]) -> dict[str, Any]:
+    """`ocr`: the lines in immich's reading order; `box` one flat float32 list, 8 numbers a line (x1,y1 … x4,y4)
+    divided by the width and height of the image read; `boxScore` float32; `textScore` RapidOCR's 5-decimal
+    float64 (immich recognition.py `_predict`)."""
+    count = int(outputs["count"][0, 0])
+    order = np.argsort(outputs["reading_order"][0, :count], kind="stable")
+    width, height = (np.float32(side) for side in outputs["image_size"][0])
+    boxes = np.asarray(outputs["boxes"][0, :count], dtype=np.float32)[order]
+    boxes[:, :, 0] /= width
+    boxes[:, :, 1] /= height
+    texts = outputs["texts"][0, :count][order]
+    return {
+        "text": [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in texts],
+        "box": boxes.reshape(-1),
+        "boxScore": np.asarray(outputs["box_scores"][0, :count], dtype=np.float32)[order],
+        "textScore": [round(float(s), OCR_SCORE_DECIMALS) for s in outputs["scores"][0, :count][order]],
     }

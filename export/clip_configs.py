@@ -21,6 +21,8 @@ TOKENIZE = "clip_tokenize"
 TEXTUAL = "clip_textual"
 CLIP_MODELS = (PREPROCESS, VISUAL, IMAGE, TOKENIZE, TEXTUAL, TEXT)
 TOKENIZER_SIDECAR = "tokenizer.json"
+LANGUAGE_INPUT = "language"  # optional: the query's Weblate language code, read by NLLB models only
+NLLB_PREFIX = "nllb"
 
 MAX_BATCH = 16
 UNBATCHED = 1  # a batch axis of at most 1: the encoder file as immich ships it
@@ -63,6 +65,17 @@ class Contract:
     @property
     def mclip(self) -> bool:
         return self.text_inputs == MCLIP_INPUTS
+
+
+def reads_language(model: str) -> bool:
+    """immich-ml textual.py `_load`: models named nllb* get the query's FLORES-200 language prefix."""
+    return model.startswith(NLLB_PREFIX)
+
+
+def _optional(config: ModelConfig, name: str) -> None:
+    """An optional string input `name` (a request may leave it out)."""
+    add_tensor(config.input, name, "TYPE_STRING", [1])
+    config.input[-1].optional = True
 
 
 def _python_step(name: str, max_batch: int) -> ModelConfig:
@@ -109,6 +122,7 @@ def build_configs(contract: Contract, cores: int) -> dict[str, ModelConfig]:
 
     tokenize = _python_step(TOKENIZE, MAX_BATCH)
     add_tensor(tokenize.input, "query", "TYPE_STRING", [1])
+    _optional(tokenize, LANGUAGE_INPUT)
     textual = _encoder(TEXTUAL, text_batch, contract.name, TEXTUAL_INSTANCES, max(1, cores), TEXTUAL_SPINNING)
     for name in contract.text_inputs:
         add_tensor(tokenize.output, name, "TYPE_INT32", [length])
@@ -117,12 +131,14 @@ def build_configs(contract: Contract, cores: int) -> dict[str, ModelConfig]:
     set_parameters(tokenize, {"tokenizer_file": TOKENIZER_SIDECAR, REQUIRED_FILES_PARAMETER: TOKENIZER_SIDECAR,
                               "context_length": length, "pad_token": contract.pad_token,
                               "canonicalize": str(contract.canonicalize).lower(),
-                              "outputs": ",".join(contract.text_inputs)})
+                              "outputs": ",".join(contract.text_inputs),
+                              "language_prefix": str(reads_language(contract.name)).lower()})
     text = new_config(TEXT, FAMILY, text_batch, platform="ensemble")
     add_tensor(text.input, "text", "TYPE_STRING", [1])
+    _optional(text, LANGUAGE_INPUT)
     add_tensor(text.output, "embedding", "TYPE_FP32", [dim])
     tokens = {name: f"tokens_{name}" for name in contract.text_inputs}
-    add_step(text, TOKENIZE, {"query": "text"}, tokens)
+    add_step(text, TOKENIZE, {"query": "text", LANGUAGE_INPUT: LANGUAGE_INPUT}, tokens)
     add_step(text, TEXTUAL, tokens, {"embedding": "embedding"})
 
     for entry in (image, text):

@@ -329,6 +329,10 @@ def write_repository(repository: Path, model: str, sources: Sources) -> None:
 # --- configs ---------------------------------------------------------------------------------------
 
 
+# the `ocr` model's optional inputs: detection box threshold, detector max resolution, recognition min score
+OPTION_INPUTS = {"box_threshold": "TYPE_FP32", "max_resolution": "TYPE_INT32", "min_text_score": "TYPE_FP32"}
+
+
 def model_configs(model: str) -> dict[str, ModelConfig]:
     """The three OCR configs (model_repository/ holds them for the default model)."""
     from export.configs import (
@@ -348,10 +352,17 @@ def model_configs(model: str) -> dict[str, ModelConfig]:
 
     entry = new_config(ENTRY_MODEL, FAMILY, OCR_MAX_BATCH, backend="python")
     add_tensor(entry.input, "image_bytes", "TYPE_STRING", [1])
+    # a request's own numbers instead of the parameters below (immich's per-request options)
+    for name, data_type in OPTION_INPUTS.items():
+        add_tensor(entry.input, name, data_type, [1])
+        entry.input[-1].optional = True
     add_tensor(entry.output, "texts", "TYPE_STRING", [-1])
     add_tensor(entry.output, "scores", "TYPE_FP32", [-1])
     add_tensor(entry.output, "boxes", "TYPE_FP32", [-1, 4, 2])
     add_tensor(entry.output, "count", "TYPE_INT32", [1])
+    add_tensor(entry.output, "box_scores", "TYPE_FP32", [-1])  # each line's detector score (immich's boxScore)
+    add_tensor(entry.output, "reading_order", "TYPE_INT32", [-1])  # each line's place in immich's reading order
+    add_tensor(entry.output, "image_size", "TYPE_INT32", [2])  # (width, height) of the image read
     entry.dynamic_batching.SetInParent()
     bound_queue(entry)  # where requests come in: a bounded rejecting queue, hence two instances (export/configs.py)
     instances(entry, ENTRY_INSTANCES)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from mt_photos_triton.errors import INVALID_IMAGE, PipelineError
 from mt_photos_triton.pipelines.images import probe
+from mt_photos_triton.pipelines.languages import with_language
 
 UINT8_LEVELS = 256
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -171,7 +172,10 @@ class TextTokenizer:
     """Strings -> (ids, attention_mask), int32 [batch, context_length], padded and truncated to that length
     with the model's pad token (immich machine-learning, models/clip/textual.py `OpenClipTextualEncoder`)."""
 
-    def __init__(self, tokenizer_file: Path, context_length: int, pad_token: str, canonicalize: bool) -> None:
+    def __init__(
+        self, tokenizer_file: Path, context_length: int, pad_token: str, canonicalize: bool,
+        language_prefix: bool = False,
+    ) -> None:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -181,14 +185,22 @@ class TextTokenizer:
         self.pad_id = int(pad_id)
         self.context_length = context_length
         self.canonicalize = canonicalize
+        self.language_prefix = language_prefix  # NLLB models: the query's FLORES-200 code goes first
         self.tokenizer.enable_padding(length=context_length, pad_token=pad_token, pad_id=self.pad_id)
         self.tokenizer.enable_truncation(max_length=context_length)
 
-    def __call__(self, texts: Sequence[str]) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    def __call__(
+        self, texts: Sequence[str], languages: Sequence[str | None] | None = None
+    ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """`languages` (one per text, may be None) are read by a model with a language prefix only (immich
+        textual.py: the prefix goes after cleaning, before tokenising)."""
         if not texts:
             empty = np.zeros((0, self.context_length), dtype=np.int32)
             return empty, empty.copy()
-        encodings = self.tokenizer.encode_batch([clean_text(t, self.canonicalize) for t in texts])
+        cleaned = [clean_text(t, self.canonicalize) for t in texts]
+        if self.language_prefix and languages is not None:
+            cleaned = [with_language(text, language) for text, language in zip(cleaned, languages, strict=True)]
+        encodings = self.tokenizer.encode_batch(cleaned)
         ids = np.array([e.ids for e in encodings], dtype=np.int32)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int32)
         return ids, mask

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import cv2
@@ -19,7 +19,7 @@ import pyclipper
 from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
-from mt_photos_triton.errors import INVALID_IMAGE, PipelineError
+from mt_photos_triton.errors import INVALID_IMAGE, INVALID_INPUT, PipelineError
 from mt_photos_triton.pipelines.images import OCR_LIMITS, ImageInfo, probe
 
 WHITE = (255, 255, 255)
@@ -65,6 +65,33 @@ class OcrParameters:
 
     def as_config(self) -> dict[str, str]:
         return {field.name: str(getattr(self, field.name)) for field in fields(self)}
+
+
+MAX_DET_LIMIT_SIDE = 10000  # a request's max resolution above the largest side any image may have is refused
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """What one request may set instead of the config's numbers (immich's per-request `options`: detection
+    `minScore`, `maxResolution`, recognition `minScore`); None keeps the config's value."""
+
+    box_threshold: float | None = None
+    det_limit_side: int | None = None
+    text_score_threshold: float | None = None
+
+    def applied(self, params: OcrParameters) -> OcrParameters:
+        """`params` with these options in place; an option out of its range is refused (invalid_input)."""
+        for name in ("box_threshold", "text_score_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise PipelineError(INVALID_INPUT, f"{name} {value} is not within 0..1")
+        side = self.det_limit_side
+        if side is not None and not params.det_multiple <= side <= MAX_DET_LIMIT_SIDE:
+            raise PipelineError(
+                INVALID_INPUT, f"max resolution {side} is not within {params.det_multiple}..{MAX_DET_LIMIT_SIDE}"
+            )
+        given = {field.name: getattr(self, field.name) for field in fields(self) if getattr(self, field.name) is not None}
+        return replace(params, **given) if given else params
 
 
 def check_format(data: bytes) -> ImageInfo:
@@ -135,8 +162,12 @@ class DBPostProcess:
         self.max_candidates = params.max_candidates
         self.unclip_ratio = params.unclip_ratio
 
-    def __call__(self, probability: NDArray[np.float32], width: int, height: int) -> tuple[NDArray[np.float32], list[float]]:
-        """`probability` [H',W'] for an image of `width` x `height`: boxes [N,4,2] (tl, tr, br, bl) and scores."""
+    def __call__(
+        self, probability: NDArray[np.float32], width: int, height: int, box_threshold: float | None = None
+    ) -> tuple[NDArray[np.float32], list[float]]:
+        """`probability` [H',W'] for an image of `width` x `height`: boxes [N,4,2] (tl, tr, br, bl) and scores.
+        `box_threshold` replaces the configured one for this call (immich's detection `minScore`)."""
+        threshold = self.box_threshold if box_threshold is None else box_threshold
         bitmap = cv2.dilate((probability > self.binary_threshold).astype(np.uint8), DB_DILATION_KERNEL)
         contours, _ = cv2.findContours(bitmap * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         map_h, map_w = bitmap.shape
@@ -147,7 +178,7 @@ class DBPostProcess:
             if short_side < DB_MIN_SIDE:
                 continue
             score = box_score_fast(probability, points)
-            if score < self.box_threshold:
+            if score < threshold:
                 continue
             points, short_side = min_area_box(unclip(points, self.unclip_ratio))
             if short_side < DB_MIN_SIDE_UNCLIPPED:
@@ -345,26 +376,40 @@ class CTCDecoder:
 @dataclass(frozen=True)
 class OcrResult:
     texts: list[str]
-    scores: NDArray[np.float32]  # [N]
+    scores: NDArray[np.float32]  # [N] text scores
     boxes: NDArray[np.float32]  # [N,4,2] tl, tr, br, bl in pixels of the (oriented) image
+    box_scores: NDArray[np.float32]  # [N] the detector's score of each box (immich's `boxScore`)
+    # [N] each line's place in reading order (immich detection.py `sorted_boxes`); lines are given sorted by
+    # top-left y as mt-photos-ml's /ocr sorts them, and argsort(reading_order) gives immich's order
+    reading_order: NDArray[np.int32]
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the image read, EXIF orientation applied
 
     @classmethod
     def empty(cls) -> OcrResult:
-        return cls([], np.zeros(0, dtype=np.float32), np.zeros((0, 4, 2), dtype=np.float32))
+        none = np.zeros(0, dtype=np.float32)
+        return cls([], none, np.zeros((0, 4, 2), dtype=np.float32), none.copy(), np.zeros(0, dtype=np.int32))
 
 
 def select_texts(
-    boxes: NDArray[np.float32], recognised: Sequence[tuple[str, float]], params: OcrParameters
+    boxes: NDArray[np.float32],
+    recognised: Sequence[tuple[str, float]],
+    params: OcrParameters,
+    box_scores: Sequence[float] | None = None,
 ) -> OcrResult:
-    """Texts scoring above the threshold, sorted by top-left y (stable), as mt-photos-ml's /ocr does."""
+    """Texts scoring above the threshold, sorted by top-left y (stable), as mt-photos-ml's /ocr does; `boxes`
+    (with their `box_scores`) come in reading order, which each kept line's `reading_order` records."""
     keep = [i for i, (_, score) in enumerate(recognised) if score > params.text_score_threshold]
+    in_reading_order = list(keep)
     keep.sort(key=lambda i: float(boxes[i, 0, 1]))
     if not keep:
         return OcrResult.empty()
+    detector_scores = np.zeros(len(boxes), dtype=np.float32) if box_scores is None else np.asarray(box_scores)
     return OcrResult(
         [recognised[i][0] for i in keep],
         np.array([recognised[i][1] for i in keep], dtype=np.float32),
         boxes[keep].astype(np.float32),
+        detector_scores[keep].astype(np.float32),
+        np.array([in_reading_order.index(i) for i in keep], dtype=np.int32),
     )
 
 
@@ -389,14 +434,23 @@ def pad_results(results: Sequence[OcrResult]) -> dict[str, NDArray]:
     texts = np.full((len(results), width), b"", dtype=np.object_)
     scores = np.zeros((len(results), width), dtype=np.float32)
     boxes = np.zeros((len(results), width, 4, 2), dtype=np.float32)
+    box_scores = np.zeros((len(results), width), dtype=np.float32)
+    reading_order = np.zeros((len(results), width), dtype=np.int32)
     count = np.zeros((len(results), 1), dtype=np.int32)
+    image_size = np.zeros((len(results), 2), dtype=np.int32)
     for row, result in enumerate(results):
         n = len(result.texts)
         texts[row, :n] = [text.encode("utf-8") for text in result.texts]
         scores[row, :n] = result.scores
         boxes[row, :n] = result.boxes
+        box_scores[row, :n] = result.box_scores
+        reading_order[row, :n] = result.reading_order
         count[row, 0] = n
-    return {"texts": texts, "scores": scores, "boxes": boxes, "count": count}
+        image_size[row] = result.image_size
+    return {
+        "texts": texts, "scores": scores, "boxes": boxes, "count": count,
+        "box_scores": box_scores, "reading_order": reading_order, "image_size": image_size,
+    }
 
 
 @dataclass
@@ -407,26 +461,30 @@ class OcrJob:
     image: Image.Image
     detector_input: NDArray[np.float32] | None  # [3,H,W]; None when the image is too small to read
     boxes: NDArray[np.float32] | None = None
+    box_scores: list[float] | None = None  # the detector's score of each of `boxes`
     batches: list[RecognitionBatch] | None = None
     outcome: OcrResult | None = None  # what was read, once recognised
     looked_again: bool = False
+    params: OcrParameters | None = None  # the numbers this image is read with (the config's, or a request's)
 
     @classmethod
     def start(cls, data: bytes, params: OcrParameters) -> OcrJob:
         image = decode_image(data)
-        return cls(image, None if too_small(image, params) else detection_input(image, params))
+        return cls(image, None if too_small(image, params) else detection_input(image, params), params=params)
 
     def detected(self, probability: NDArray[np.float32], postprocess: DBPostProcess, params: OcrParameters) -> None:
         """Boxes from the detector's [1,H,W] output, then the recogniser batches of their crops."""
-        boxes, _ = postprocess(probability[0], self.image.width, self.image.height)
-        self.boxes = boxes[reading_order(boxes)]
+        boxes, scores = postprocess(probability[0], self.image.width, self.image.height, params.box_threshold)
+        order = reading_order(boxes)
+        self.boxes, self.box_scores = boxes[order], [scores[i] for i in order]
         self.batches = recognition_batches(crop_lines(self.image, self.boxes), params)
 
     def recognised(self, outputs: Sequence[RecognizerOutput], decoder: CTCDecoder, params: OcrParameters) -> None:
         if self.boxes is None or not self.batches:
             self.outcome = OcrResult.empty()
         else:
-            self.outcome = select_texts(self.boxes, collect_recognition(self.batches, outputs, decoder), params)
+            recognised = collect_recognition(self.batches, outputs, decoder)
+            self.outcome = select_texts(self.boxes, recognised, params, self.box_scores)
 
     def retry_input(self, params: OcrParameters) -> NDArray[np.float32] | None:
         """The detector input of one second look at `retry_scale`, for an image where nothing was read: large
@@ -440,4 +498,4 @@ class OcrJob:
         return detection_input(self.image, params, params.retry_scale)
 
     def result(self) -> OcrResult:
-        return self.outcome or OcrResult.empty()
+        return replace(self.outcome or OcrResult.empty(), image_size=self.image.size)

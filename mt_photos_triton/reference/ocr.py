@@ -103,12 +103,15 @@ class ReferenceOcr:
             )
         )
 
-    def detect(self, image: Image.Image) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def detect(
+        self, image: Image.Image, max_resolution: int = MAX_RESOLUTION
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """detection.py:66-77 (TextDetector._predict)."""
         w, h = image.size
         if w < MIN_SIDE or h < MIN_SIDE:
             return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
-        out = self.det_session.run(None, {self.det_session.get_inputs()[0].name: self._transform(image)})[0]
+        pixels = self._transform(image, max_resolution)
+        out = self.det_session.run(None, {self.det_session.get_inputs()[0].name: pixels})[0]
         boxes, scores = self.postprocess(out, (h, w))
         if len(boxes) == 0:
             return np.zeros((0, 4, 2), np.float32), np.zeros(0, np.float32)
@@ -143,11 +146,42 @@ class ReferenceOcr:
         lines.sort(key=lambda line: line.box[0][1])
         return lines
 
-    def _transform(self, img: Image.Image) -> NDArray[np.float32]:
+    def immich_answer(
+        self, image: Image.Image, det_min_score: float, max_resolution: int, rec_min_score: float
+    ) -> dict[str, Any]:
+        """immich-ml's `ocr` answer with a request's options: TextDetector.configure (detection.py:119-125) and
+        TextRecognizer.configure (recognition.py:152-153), then recognition.py:70-89 as is. (Its `boxScore` is
+        the detector's scores in detection order, beside boxes in reading order.)"""
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        empty = {"box": np.empty(0, np.float32), "boxScore": np.empty(0, np.float32), "text": [],
+                 "textScore": np.empty(0, np.float32)}
+        self.postprocess.box_thresh = det_min_score
+        try:
+            boxes, box_scores = self.detect(image, max_resolution)
+        finally:
+            self.postprocess.box_thresh = DB_BOX_THRESH
+        if len(boxes) == 0:
+            return empty
+        rec = self.recognizer(TextRecInput(img=self._crops(image, boxes)))
+        if rec.txts is None:
+            return empty
+        boxes[:, :, 0] /= image.width
+        boxes[:, :, 1] /= image.height
+        text_scores = np.array(rec.scores)
+        keep = text_scores > rec_min_score
+        return {
+            "box": boxes.reshape(-1, 8)[keep].reshape(-1),
+            "text": [rec.txts[i] for i in range(len(rec.txts)) if keep[i]],
+            "boxScore": box_scores[keep],
+            "textScore": text_scores[keep],
+        }
+
+    def _transform(self, img: Image.Image, max_resolution: int = MAX_RESOLUTION) -> NDArray[np.float32]:
         """detection.py:80-98 (TextDetector._transform) with its mean and std_inv (detection.py:28-29)."""
         import cv2
 
-        ratio = MAX_RESOLUTION / img.height if img.height < img.width else MAX_RESOLUTION / img.width
+        ratio = max_resolution / img.height if img.height < img.width else max_resolution / img.width
         ratio = min(ratio, 1.0)
         resize_h = int(round(int(img.height * ratio) / 32) * 32)
         resize_w = int(round(int(img.width * ratio) / 32) * 32)

@@ -26,6 +26,12 @@ def input_array(request: Any, name: str) -> NDArray[Any]:
     return tensor.as_numpy()
 
 
+def optional_input(request: Any, name: str) -> NDArray[Any] | None:
+    """Input `name` of `request`, or None when the request does not carry it (an `optional: true` input)."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
 def respond(answers: Answers) -> list[Any]:
     """One InferenceResponse per request, in order: its output tensors, or its error by the one policy."""
     responses = []

@@ -3,6 +3,8 @@
 Thin: tensors in, mt_photos_triton.pipelines.clip.TextTokenizer, tensors out. The tokenizer file, context
 length, pad token, text cleaning and output names come from the config parameters that export wrote from
 the model's config.json and textual/tokenizer*.json. One tokenizer call takes every query of the execution.
+An optional `language` input (one per query, or one for all of a request's) is read by NLLB models only
+(`language_prefix`: the FLORES-200 code goes before the query, as immich-ml does).
 """
 
 from __future__ import annotations
@@ -13,21 +15,33 @@ from mt_photos_triton.errors import INVALID_INPUT, PipelineError
 from mt_photos_triton.pipelines.clip import TextTokenizer
 from mt_photos_triton.triton.answers import Answers, split_outputs
 from mt_photos_triton.triton.parameters import ConfigError, ModelConfig
-from mt_photos_triton.triton.python_backend import input_array, respond
+from mt_photos_triton.triton.python_backend import input_array, optional_input, respond
 
 # what each output name carries: the ids (immich's single-input `text`, M-CLIP's `input_ids`) or the mask
 _IDS_OUTPUTS = ("text", "input_ids")
 _MASK_OUTPUT = "attention_mask"
 
 
-def _texts(request: Any) -> list[str]:
-    texts = []
-    for item in input_array(request, "query").reshape(-1):
+def _strings(items: Any, name: str) -> list[str]:
+    strings = []
+    for item in items.reshape(-1):
         try:
-            texts.append(item.decode("utf-8") if isinstance(item, bytes) else str(item))
+            strings.append(item.decode("utf-8") if isinstance(item, bytes) else str(item))
         except UnicodeDecodeError:
-            raise PipelineError(INVALID_INPUT, f"query {len(texts)} is not UTF-8") from None
-    return texts
+            raise PipelineError(INVALID_INPUT, f"{name} {len(strings)} is not UTF-8") from None
+    return strings
+
+
+def _queries(request: Any) -> list[tuple[str, str | None]]:
+    """(text, language or None) per query of the request."""
+    texts = _strings(input_array(request, "query"), "query")
+    given = optional_input(request, "language")
+    if given is None:
+        return [(text, None) for text in texts]
+    languages = _strings(given, "language")
+    if len(languages) not in (1, len(texts)):
+        raise PipelineError(INVALID_INPUT, f"{len(texts)} queries but {len(languages)} languages")
+    return list(zip(texts, languages if len(languages) == len(texts) else languages * len(texts)))
 
 
 class TritonPythonModel:
@@ -39,6 +53,7 @@ class TritonPythonModel:
             context_length=config.integer("context_length"),
             pad_token=config.text("pad_token"),
             canonicalize=config.flag("canonicalize"),
+            language_prefix=config.flag("language_prefix"),
         )
         self.outputs = config.names("outputs")
         unknown = [n for n in self.outputs if n not in (*_IDS_OUTPUTS, _MASK_OUTPUT)]
@@ -47,9 +62,10 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         answers = Answers(self.name, len(requests))
-        texts = answers.read(requests, _texts)
+        texts = answers.read(requests, _queries)
         with answers.guard(texts):
-            ids, mask = self.tokenizer([text for queries in texts.values() for text in queries])
+            queries = [query for request_queries in texts.values() for query in request_queries]
+            ids, mask = self.tokenizer([text for text, _ in queries], [language for _, language in queries])
             arrays = {name: ids for name in _IDS_OUTPUTS} | {_MASK_OUTPUT: mask}
             pieces = split_outputs({name: arrays[name] for name in self.outputs}, [len(q) for q in texts.values()])
             for index, outputs in zip(texts, pieces):

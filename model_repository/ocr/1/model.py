@@ -8,6 +8,8 @@ to the model together, split into calls of at most `detector_rows_per_call` / `r
 The models called are not dynamically batched themselves: merging here, where all shapes are known, lets the
 rows per call be chosen (a batcher merges only neighbouring equal shapes, into runs as large as it finds).
 Each request may carry several images; outputs are padded to the largest count, with `count` per image.
+Optional inputs `box_threshold`, `max_resolution` and `min_text_score` (one per image, or one for all of a
+request's images) replace the config's numbers for that request (immich's per-request options).
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from mt_photos_triton.errors import INVALID_INPUT, PipelineError
 from mt_photos_triton.pipelines import ocr
 from mt_photos_triton.triton.answers import Answers
 from mt_photos_triton.triton.parameters import ModelConfig
-from mt_photos_triton.triton.python_backend import infer_async, input_array, respond
+from mt_photos_triton.triton.python_backend import infer_async, input_array, optional_input, respond
 from mt_photos_triton.triton.rows import RowResult, gather_rows
 
 Work = list[tuple[int, ocr.OcrJob]]  # (request index, one image's job)
+# optional per-request inputs → the OcrOptions field each one sets
+OPTION_INPUTS = {"box_threshold": float, "max_resolution": int, "min_text_score": float}
+OPTION_FIELDS = {"box_threshold": "box_threshold", "max_resolution": "det_limit_side", "min_text_score": "text_score_threshold"}
 
 
 class TritonPythonModel:
@@ -39,14 +45,12 @@ class TritonPythonModel:
 
     async def execute(self, requests: list[Any]) -> list[Any]:
         answers = Answers(self.name, len(requests))
-        jobs = answers.read(
-            requests, lambda request: [ocr.OcrJob.start(bytes(data), self.params) for data in self._images(request)]
-        )
+        jobs = answers.read(requests, self._start)
         readable = [(index, job) for index, images in jobs.items() for job in images if job.detector_input is not None]
         await self._detect([(index, job, job.detector_input) for index, job in readable], answers)
         await self._recognise(readable, answers)
         # a second look, at a smaller scale, where nothing was read (large lettering: OcrJob.retry_input)
-        retries = [(index, job, job.retry_input(self.params)) for index, job in readable if not answers.failed(index)]
+        retries = [(index, job, job.retry_input(job.params)) for index, job in readable if not answers.failed(index)]
         retries = [retry for retry in retries if retry[2] is not None]
         await self._detect(retries, answers)
         await self._recognise([(index, job) for index, job, _ in retries], answers)
@@ -55,9 +59,11 @@ class TritonPythonModel:
             answers.give(index, ocr.pad_results([job.result() for job in jobs[index]]))
         return respond(answers)
 
-    @staticmethod
-    def _images(request: Any) -> np.ndarray:
-        return input_array(request, "image_bytes").reshape(-1)
+    def _start(self, request: Any) -> list[ocr.OcrJob]:
+        """One job per image of the request, each read with its options applied to the config's numbers."""
+        images = input_array(request, "image_bytes").reshape(-1)
+        options = _options(request, len(images))
+        return [ocr.OcrJob.start(bytes(data), option.applied(self.params)) for data, option in zip(images, options)]
 
     async def _detect(self, work: list[tuple[int, ocr.OcrJob, np.ndarray]], answers: Answers) -> None:
         """One detector stage over every (request index, job, detector input), then DB post-processing."""
@@ -68,7 +74,7 @@ class TritonPythonModel:
                 answers.fail(index, detection)
             elif not answers.failed(index):
                 with answers.guard([index]):
-                    job.detected(detection["probability"][0], self.postprocess, self.params)
+                    job.detected(detection["probability"][0], self.postprocess, job.params)
 
     async def _recognise(self, work: Work, answers: Answers) -> None:
         """One recogniser stage over every line of the given jobs, then CTC decoding and the score filter."""
@@ -84,8 +90,22 @@ class TritonPythonModel:
         for index, job in work:
             if not answers.failed(index):
                 with answers.guard([index]):
-                    job.recognised([outputs[id(batch)] for batch in job.batches or ()], self.decoder, self.params)
+                    job.recognised([outputs[id(batch)] for batch in job.batches or ()], self.decoder, job.params)
 
     async def _rows(self, model: str, outputs: Sequence[str], inputs: list[np.ndarray], limit: int) -> list[RowResult]:
         """`model` on the rows of all `inputs` (row packing: equal shapes together, `limit` rows a call)."""
         return await gather_rows(inputs, limit, lambda rows: infer_async(model, {"image": rows}, outputs))
+
+
+def _options(request: Any, images: int) -> list[ocr.OcrOptions]:
+    """Per image, the optional inputs the request carries (each: one value per image, or one for all)."""
+    given: dict[str, list[Any]] = {}
+    for name, kind in OPTION_INPUTS.items():
+        values = optional_input(request, name)
+        if values is None:
+            continue
+        values = values.reshape(-1)
+        if len(values) not in (1, images):
+            raise PipelineError(INVALID_INPUT, f"{images} images but {len(values)} values of '{name}'")
+        given[OPTION_FIELDS[name]] = [kind(v) for v in (values if len(values) == images else [values[0]] * images)]
+    return [ocr.OcrOptions(**{key: column[i] for key, column in given.items()}) for i in range(images)]

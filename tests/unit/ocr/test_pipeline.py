@@ -120,10 +120,15 @@ def test_select_texts_keeps_scores_above_threshold_sorted_by_top_left_y() -> Non
 
 
 def test_pad_results_pads_to_the_largest_count() -> None:
-    one = ocr.OcrResult(["一"], np.array([0.97], np.float32), np.ones((1, 4, 2), np.float32))
+    one = ocr.OcrResult(
+        ["一"], np.array([0.97], np.float32), np.ones((1, 4, 2), np.float32), np.array([0.7], np.float32),
+        np.zeros(1, np.int32), (40, 30),
+    )
     out = ocr.pad_results([ocr.OcrResult.empty(), one])
     assert out["texts"].shape == (2, 1) and out["count"].ravel().tolist() == [0, 1]
     assert out["texts"][1, 0] == "一".encode()
+    assert out["box_scores"].tolist() == [[0.0], [pytest.approx(0.7)]] and out["reading_order"].shape == (2, 1)
+    assert out["image_size"].tolist() == [[0, 0], [40, 30]]
     assert ocr.pad_results([ocr.OcrResult.empty()])["boxes"].shape == (1, 0, 4, 2)
 
 
@@ -174,7 +179,9 @@ def test_a_second_look_only_where_nothing_was_read_and_only_once() -> None:
     image = Image.new("RGB", (800, 566), "white")
     job = ocr.OcrJob(image, ocr.detection_input(image, PARAMS))
     assert job.retry_input(PARAMS) is None, "not before recognition"
-    job.outcome = ocr.OcrResult(["TEST"], np.ones(1, np.float32), np.zeros((1, 4, 2), np.float32))
+    job.outcome = ocr.OcrResult(
+        ["TEST"], np.ones(1, np.float32), np.zeros((1, 4, 2), np.float32), np.ones(1, np.float32), np.zeros(1, np.int32)
+    )
     assert job.retry_input(PARAMS) is None, "text was read: the reference's answer stands"
     job.outcome = ocr.OcrResult.empty()
     retry = job.retry_input(PARAMS)
