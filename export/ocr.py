@@ -387,21 +387,23 @@ def check_exported(repository: Path) -> None:
     from PIL import Image, ImageDraw
 
     from export.onnx_graph import session
-    from mt_photos_triton.pipelines import ocr as pipeline
+    from mt_photos_triton.pipelines.ocr_detection import DBPostProcess, detection_input, reading_order
+    from mt_photos_triton.pipelines.ocr_parameters import OcrParameters
+    from mt_photos_triton.pipelines.ocr_recognition import CTCDecoder, crop_lines, recognition_batches
 
-    params = pipeline.OcrParameters.from_config({k: str(v) for k, v in PIPELINE_PARAMETERS.items()})
+    params = OcrParameters.from_config({k: str(v) for k, v in PIPELINE_PARAMETERS.items()})
     det = session(repository / DET_MODEL / "1" / "model.onnx")
     rec = session(repository / REC_MODEL / "1" / "model.onnx")
-    decoder = pipeline.CTCDecoder.from_file(repository / ENTRY_MODEL / "1" / DICTIONARY_FILE)
+    decoder = CTCDecoder.from_file(repository / ENTRY_MODEL / "1" / DICTIONARY_FILE)
 
     image = Image.new("RGB", (320, 96), "white")
     ImageDraw.Draw(image).text((16, 30), "MT PHOTOS 2026", fill="black", font_size=32)
-    probability = det.run(["probability"], {"image": pipeline.detection_input(image, params)[None]})[0]
-    boxes, _ = pipeline.DBPostProcess(params)(probability[0, 0], image.width, image.height)
-    crops = pipeline.crop_lines(image, boxes[pipeline.reading_order(boxes)])
+    probability = det.run(["probability"], {"image": detection_input(image, params)[None]})[0]
+    boxes, _ = DBPostProcess(params)(probability[0, 0], image.width, image.height)
+    crops = crop_lines(image, boxes[reading_order(boxes)])
     texts = [
         text
-        for batch in pipeline.recognition_batches(crops, params)
+        for batch in recognition_batches(crops, params)
         for text, _ in decoder(*rec.run(["classes", "confidences"], {"image": batch.pixels}))
     ]
     if "".join(texts).replace(" ", "") != "MTPHOTOS2026":

@@ -94,16 +94,18 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
     import numpy as np
     import onnxruntime as ort
 
-    from mt_photos_triton.pipelines import ocr
+    from mt_photos_triton.pipelines.ocr_detection import DBPostProcess, decode_image, detection_input, reading_order
+    from mt_photos_triton.pipelines.ocr_parameters import OcrParameters
+    from mt_photos_triton.pipelines.ocr_recognition import CTCDecoder, crop_lines, recognition_batches
     from mt_photos_triton.repository import read_config
 
     config = read_config(repository / "ocr")
     parameters = {key: value.string_value for key, value in config.parameters.items()}
-    params = ocr.OcrParameters.from_config(parameters)
+    params = OcrParameters.from_config(parameters)
     det = ort.InferenceSession(str(repository / "ocr_det" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     rec = ort.InferenceSession(str(repository / "ocr_rec" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    decoder = ocr.CTCDecoder.from_file(repository / "ocr" / "1" / parameters["dictionary"])
-    postprocess = ocr.DBPostProcess(params)
+    decoder = CTCDecoder.from_file(repository / "ocr" / "1" / parameters["dictionary"])
+    postprocess = DBPostProcess(params)
     samples: dict[str, list[float]] = {}
 
     rows = int(parameters["recognizer_rows_per_call"])
@@ -120,13 +122,13 @@ def stage_profile(repository: Path, image: bytes, repeats: int = 3) -> list[tupl
         return value
 
     for _ in range(repeats):
-        decoded = timed("decode (EXIF, alpha)", lambda: ocr.decode_image(image))
-        tensor = timed("detector input (LANCZOS, normalise)", lambda: ocr.detection_input(decoded, params)[None])
+        decoded = timed("decode (EXIF, alpha)", lambda: decode_image(image))
+        tensor = timed("detector input (LANCZOS, normalise)", lambda: detection_input(decoded, params)[None])
         probability = timed(f"ocr_det {tuple(tensor.shape[2:])}", lambda: det.run(["probability"], {"image": tensor})[0])
         boxes = timed("DB post-processing + order", lambda: postprocess(probability[0, 0], decoded.width, decoded.height)[0])
-        boxes = boxes[ocr.reading_order(boxes)]
-        crops = timed("perspective crops", lambda: ocr.crop_lines(decoded, boxes))
-        batches = timed("recogniser input", lambda: ocr.recognition_batches(crops, params))
+        boxes = boxes[reading_order(boxes)]
+        crops = timed("perspective crops", lambda: crop_lines(decoded, boxes))
+        batches = timed("recogniser input", lambda: recognition_batches(crops, params))
         for batch in batches:
             shape = tuple(batch.pixels.shape[i] for i in (0, 3))
             output = timed(f"ocr_rec batch x width {shape}", lambda: recognise(batch.pixels))

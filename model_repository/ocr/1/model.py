@@ -1,7 +1,7 @@
 """`ocr`: encoded image bytes in, texts + scores + boxes out, for MT Photos' /ocr and direct clients.
 
 BLS fan-out: decode → detector input → `ocr_det` → DB boxes → perspective crops → `ocr_rec` → CTC decode →
-score filter → order. The maths is mt_photos_triton.pipelines.ocr. The stages run for all images of an
+score filter → order. The maths is mt_photos_triton.pipelines.ocr*. The stages run for all images of an
 execute (this model's dynamic batch) together, and each stage's inputs of equal shape across those images go
 to the model together, split into calls of at most `detector_rows_per_call` / `recognizer_rows_per_call` rows
 (on CPU small runs are fastest per row; on a GPU raise them to the models' max batch sizes).
@@ -20,13 +20,16 @@ from typing import Any
 import numpy as np
 
 from mt_photos_triton.errors import INVALID_INPUT, PipelineError
-from mt_photos_triton.pipelines import ocr
+from mt_photos_triton.pipelines.ocr import OcrJob, pad_results
+from mt_photos_triton.pipelines.ocr_detection import DBPostProcess
+from mt_photos_triton.pipelines.ocr_parameters import OcrOptions, OcrParameters
+from mt_photos_triton.pipelines.ocr_recognition import CTCDecoder, RecognizerOutput
 from mt_photos_triton.triton.answers import Answers
 from mt_photos_triton.triton.parameters import ModelConfig
 from mt_photos_triton.triton.python_backend import infer_async, input_array, optional_input, respond
 from mt_photos_triton.triton.rows import RowResult, gather_rows
 
-Work = list[tuple[int, ocr.OcrJob]]  # (request index, one image's job)
+Work = list[tuple[int, OcrJob]]  # (request index, one image's job)
 # optional per-request inputs → the OcrOptions field each one sets
 OPTION_INPUTS = {"box_threshold": float, "max_resolution": int, "min_text_score": float}
 OPTION_FIELDS = {"box_threshold": "box_threshold", "max_resolution": "det_limit_side", "min_text_score": "text_score_threshold"}
@@ -36,9 +39,9 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = ModelConfig.from_args(args)
         self.name = config.name
-        self.params = ocr.OcrParameters.from_config(config.parameters)
-        self.postprocess = ocr.DBPostProcess(self.params)
-        self.decoder = ocr.CTCDecoder.from_file(config.file("dictionary"))
+        self.params = OcrParameters.from_config(config.parameters)
+        self.postprocess = DBPostProcess(self.params)
+        self.decoder = CTCDecoder.from_file(config.file("dictionary"))
         self.det_model, self.rec_model = config.names("bls_models")
         self.det_rows = config.integer("detector_rows_per_call")
         self.rec_rows = config.integer("recognizer_rows_per_call")
@@ -56,16 +59,16 @@ class TritonPythonModel:
         await self._recognise([(index, job) for index, job, _ in retries], answers)
 
         for index in answers.live(jobs):
-            answers.give(index, ocr.pad_results([job.result() for job in jobs[index]]))
+            answers.give(index, pad_results([job.result() for job in jobs[index]]))
         return respond(answers)
 
-    def _start(self, request: Any) -> list[ocr.OcrJob]:
+    def _start(self, request: Any) -> list[OcrJob]:
         """One job per image of the request, each read with its options applied to the config's numbers."""
         images = input_array(request, "image_bytes").reshape(-1)
         options = _options(request, len(images))
-        return [ocr.OcrJob.start(bytes(data), option.applied(self.params)) for data, option in zip(images, options)]
+        return [OcrJob.start(bytes(data), option.applied(self.params)) for data, option in zip(images, options)]
 
-    async def _detect(self, work: list[tuple[int, ocr.OcrJob, np.ndarray]], answers: Answers) -> None:
+    async def _detect(self, work: list[tuple[int, OcrJob, np.ndarray]], answers: Answers) -> None:
         """One detector stage over every (request index, job, detector input), then DB post-processing."""
         inputs = [pixels[None] for *_, pixels in work]
         detections = await self._rows(self.det_model, ("probability",), inputs, self.det_rows)
@@ -81,7 +84,7 @@ class TritonPythonModel:
         pending = [(index, batch) for index, job in work if not answers.failed(index) for batch in job.batches or ()]
         inputs = [batch.pixels for _, batch in pending]
         recognised = await self._rows(self.rec_model, ("classes", "confidences"), inputs, self.rec_rows)
-        outputs: dict[int, ocr.RecognizerOutput] = {}  # by id() of the recogniser batch
+        outputs: dict[int, RecognizerOutput] = {}  # by id() of the recogniser batch
         for (index, batch), output in zip(pending, recognised):
             if isinstance(output, BaseException):
                 answers.fail(index, output)
@@ -97,7 +100,7 @@ class TritonPythonModel:
         return await gather_rows(inputs, limit, lambda rows: infer_async(model, {"image": rows}, outputs))
 
 
-def _options(request: Any, images: int) -> list[ocr.OcrOptions]:
+def _options(request: Any, images: int) -> list[OcrOptions]:
     """Per image, the optional inputs the request carries (each: one value per image, or one for all)."""
     given: dict[str, list[Any]] = {}
     for name, kind in OPTION_INPUTS.items():
@@ -108,4 +111,4 @@ def _options(request: Any, images: int) -> list[ocr.OcrOptions]:
         if len(values) not in (1, images):
             raise PipelineError(INVALID_INPUT, f"{images} images but {len(values)} values of '{name}'")
         given[OPTION_FIELDS[name]] = [kind(v) for v in (values if len(values) == images else [values[0]] * images)]
-    return [ocr.OcrOptions(**{key: column[i] for key, column in given.items()}) for i in range(images)]
+    return [OcrOptions(**{key: column[i] for key, column in given.items()}) for i in range(images)]

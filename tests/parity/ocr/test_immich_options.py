@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton_http
 
-from mt_photos_triton.pipelines.ocr import decode_image
+from mt_photos_triton.pipelines.ocr_detection import decode_image
 from mt_photos_triton.reference.ocr_images import parity_images
 from tests.harness import TritonHarness
 from tests.ocr_support import ocr_images

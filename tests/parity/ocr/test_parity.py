@@ -19,7 +19,7 @@ import pytest
 
 from mt_photos_triton.reference.ocr import reference_decode
 from mt_photos_triton.reference.ocr_images import parity_images
-from mt_photos_triton.pipelines.ocr import decode_image
+from mt_photos_triton.pipelines.ocr_detection import decode_image
 from tests.harness import TritonHarness
 from tests.ocr_support import infer_ocr, ocr_images
 

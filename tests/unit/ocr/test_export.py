@@ -31,7 +31,7 @@ def test_committed_configs_are_what_export_writes(name: str) -> None:
 
 
 def test_entry_config_carries_every_pipeline_parameter() -> None:
-    from mt_photos_triton.pipelines.ocr import OcrParameters
+    from mt_photos_triton.pipelines.ocr_parameters import OcrParameters
 
     config = ocr_export.model_configs("PP-OCRv5_server")["ocr"]
     parameters = {key: value.string_value for key, value in config.parameters.items()}

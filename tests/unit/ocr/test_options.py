@@ -11,29 +11,31 @@ from PIL import Image
 
 from export.ocr import PIPELINE_PARAMETERS
 from mt_photos_triton.errors import INVALID_INPUT, PipelineError
-from mt_photos_triton.pipelines import ocr
+from mt_photos_triton.pipelines.ocr import OcrJob, select_texts
+from mt_photos_triton.pipelines.ocr_detection import DBPostProcess, detection_input
+from mt_photos_triton.pipelines.ocr_parameters import OcrOptions, OcrParameters
 
-PARAMS = ocr.OcrParameters.from_config({key: str(value) for key, value in PIPELINE_PARAMETERS.items()})
+PARAMS = OcrParameters.from_config({key: str(value) for key, value in PIPELINE_PARAMETERS.items()})
 
 
 def test_no_option_keeps_the_config_numbers() -> None:
-    assert ocr.OcrOptions().applied(PARAMS) is PARAMS
+    assert OcrOptions().applied(PARAMS) is PARAMS
 
 
 def test_options_replace_only_what_they_set() -> None:
-    params = ocr.OcrOptions(box_threshold=0.6, det_limit_side=1024, text_score_threshold=0.8).applied(PARAMS)
+    params = OcrOptions(box_threshold=0.6, det_limit_side=1024, text_score_threshold=0.8).applied(PARAMS)
     assert (params.box_threshold, params.det_limit_side, params.text_score_threshold) == (0.6, 1024, 0.8)
     assert dataclasses.replace(params, box_threshold=PARAMS.box_threshold, det_limit_side=PARAMS.det_limit_side,
                                text_score_threshold=PARAMS.text_score_threshold) == PARAMS
-    assert ocr.OcrOptions(text_score_threshold=0.8).applied(PARAMS).box_threshold == PARAMS.box_threshold
+    assert OcrOptions(text_score_threshold=0.8).applied(PARAMS).box_threshold == PARAMS.box_threshold
 
 
 @pytest.mark.parametrize(
     "options",
-    [ocr.OcrOptions(box_threshold=1.5), ocr.OcrOptions(text_score_threshold=-0.1),
-     ocr.OcrOptions(det_limit_side=8), ocr.OcrOptions(det_limit_side=20000)],
+    [OcrOptions(box_threshold=1.5), OcrOptions(text_score_threshold=-0.1),
+     OcrOptions(det_limit_side=8), OcrOptions(det_limit_side=20000)],
 )
-def test_options_out_of_range_are_refused(options: ocr.OcrOptions) -> None:
+def test_options_out_of_range_are_refused(options: OcrOptions) -> None:
     with pytest.raises(PipelineError) as raised:
         options.applied(PARAMS)
     assert raised.value.code == INVALID_INPUT
@@ -41,15 +43,15 @@ def test_options_out_of_range_are_refused(options: ocr.OcrOptions) -> None:
 
 def test_max_resolution_sets_the_detector_input_size() -> None:
     image = Image.new("RGB", (2000, 1000), "white")
-    assert ocr.detection_input(image, PARAMS).shape == (3, 736, 1472)
-    larger = ocr.OcrOptions(det_limit_side=960).applied(PARAMS)
-    assert ocr.detection_input(image, larger).shape == (3, 960, 1920)
+    assert detection_input(image, PARAMS).shape == (3, 736, 1472)
+    larger = OcrOptions(det_limit_side=960).applied(PARAMS)
+    assert detection_input(image, larger).shape == (3, 960, 1920)
 
 
 def test_box_threshold_per_call() -> None:
     probability = np.zeros((64, 64), dtype=np.float32)
     probability[10:30, 5:60] = 0.55  # one text-like blob, scoring about 0.52 over its (dilated) box
-    postprocess = ocr.DBPostProcess(PARAMS)
+    postprocess = DBPostProcess(PARAMS)
     boxes, scores = postprocess(probability, 64, 64)
     assert len(boxes) == 1 and 0.5 < scores[0] < 0.55
     assert len(postprocess(probability, 64, 64, box_threshold=scores[0] + 0.01)[0]) == 0
@@ -64,13 +66,13 @@ def test_select_texts_keeps_box_scores_and_reading_order() -> None:
          [[0, 60], [40, 60], [40, 80], [0, 80]]], np.float32,
     )
     recognised = [("left", 0.95), ("right", 0.99), ("below", 0.5)]
-    result = ocr.select_texts(boxes, recognised, PARAMS, [0.7, 0.8, 0.9])
+    result = select_texts(boxes, recognised, PARAMS, [0.7, 0.8, 0.9])
     assert result.texts == ["right", "left"], "sorted by top-left y, as mt-photos-ml"
     assert result.box_scores.tolist() == pytest.approx([0.8, 0.7])
     assert result.reading_order.tolist() == [1, 0]
     in_reading_order = [result.texts[i] for i in np.argsort(result.reading_order)]
     assert in_reading_order == ["left", "right"], "immich's order"
-    lower = ocr.select_texts(boxes, recognised, dataclasses.replace(PARAMS, text_score_threshold=0.4), [0.7, 0.8, 0.9])
+    lower = select_texts(boxes, recognised, dataclasses.replace(PARAMS, text_score_threshold=0.4), [0.7, 0.8, 0.9])
     assert lower.texts == ["right", "left", "below"] and lower.reading_order.tolist() == [1, 0, 2]
 
 
@@ -79,7 +81,7 @@ def test_a_job_carries_its_own_numbers_and_its_image_size() -> None:
 
     buffer = io.BytesIO()
     Image.new("RGB", (300, 200), "white").save(buffer, format="PNG")
-    params = ocr.OcrOptions(det_limit_side=64).applied(PARAMS)
-    job = ocr.OcrJob.start(buffer.getvalue(), params)
+    params = OcrOptions(det_limit_side=64).applied(PARAMS)
+    job = OcrJob.start(buffer.getvalue(), params)
     assert job.params == params and job.detector_input is not None and job.detector_input.shape == (3, 64, 96)
     assert job.result().image_size == (300, 200)
