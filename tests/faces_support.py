@@ -1,5 +1,6 @@
-"""Face test material: packs built from the fixture detectors plus a stand-in recogniser, and test images
-(the face fixtures, insightface's t1.jpg, and generated cases)."""
+"""Face test material: packs built from the fixture detectors (or the SCRFD-shaped stand-in these tests build)
+plus a stand-in recogniser, and test images (the face fixtures, insightface's t1.jpg, generated cases, and
+images whose faces the stand-in sees)."""
 
 from __future__ import annotations
 
@@ -129,10 +130,46 @@ def standin_face_image(size: int = 640) -> bytes:
     return encode(image, "PNG")
 
 
+def standin_spots_image(spots: list[tuple[int, int]], size: tuple[int, int] = (640, 640), shade: int = 255) -> bytes:
+    """A PNG (black, `size` = width x height, no side over 640 so the letterbox keeps the scale) in which the
+    stand-in sees one face per spot: an 8 px square of grey `shade` whose top-left corner is a spot on the 8 px
+    grid, so that exactly one stride-8 cell covers it (one best anchor: the box does not move between encodings
+    or orientations). White scores ~0.98; shade 236 scores ~0.72, between FACE_MIN_SCORE 0.65 and 0.8."""
+    image = Image.new("RGB", size, "black")
+    for x, y in spots:
+        assert x % 8 == 0 and y % 8 == 0, "a spot off the 8 px grid splits over cells"
+        image.paste((shade, shade, shade), (x, y, x + 8, y + 8))
+    return encode(image, "PNG")
+
+
+def standin_score(shade: int) -> float:
+    """The stand-in's score for a cell of grey `shade` (its sigmoid of gain x (input - threshold))."""
+    value = (shade - 127.5) / 128
+    return float(1 / (1 + np.exp(-STANDIN_GAIN * (value - STANDIN_BRIGHTNESS))))
+
+
+def blank_image() -> bytes:
+    """A mid-grey PNG with no face for any detector."""
+    return encode(Image.new("RGB", (640, 480), (128, 128, 128)), "PNG")
+
+
+def exif6(image: Image.Image) -> bytes:
+    """`image` stored sideways in a JPEG whose EXIF orientation 6 turns it upright again."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = ROTATE_90_CW
+    return encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
+
+
+def real_detector_present(fixtures: Path, name: str) -> bool:
+    """Whether the licensed SCRFD file `name` is in the fixtures (else tests take the stand-in: plumbing only)."""
+    return (fixtures / "models" / "scrfd" / f"{name}.onnx").is_file()
+
+
 def face_detector(fixtures: Path, name: str, work: Path) -> Path:
     """The fixture detector where the licensed files are present, else the stand-in built into `work`."""
-    path = fixtures / "models" / "scrfd" / f"{name}.onnx"
-    return path if path.is_file() else build_standin_detector(work / "scrfd_standin.onnx")
+    if real_detector_present(fixtures, name):
+        return fixtures / "models" / "scrfd" / f"{name}.onnx"
+    return build_standin_detector(work / "scrfd_standin.onnx")
 
 
 def build_pack(root: Path, detector: Path, **recognizer_options: bool) -> Path:
@@ -166,8 +203,6 @@ def generated_cases(fixtures: Path) -> dict[str, bytes]:
     group = Image.open(io.BytesIO(t1_bytes())).convert("RGB")
     astronaut = Image.open(faces / "astronaut.png").convert("RGB")
     alpha = Image.linear_gradient("L").resize(astronaut.size)
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = ROTATE_90_CW
     return {
         "rotated_t1.png": encode(group.transpose(Image.Transpose.ROTATE_90), "PNG"),
         "tiny_obama.jpg": encode(obama.resize((60, 45)), "JPEG", quality=95),
@@ -175,8 +210,8 @@ def generated_cases(fixtures: Path) -> dict[str, bytes]:
         "grayscale_obama.png": encode(obama.convert("L"), "PNG"),
         "rgba_astronaut.png": encode(Image.merge("RGBA", (*astronaut.split(), alpha)), "PNG"),
         # stored sideways; upright only once the EXIF orientation is applied
-        "exif6_obama.jpg": encode(obama.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif),
-        "blank.png": encode(Image.new("RGB", (640, 480), (128, 128, 128)), "PNG"),
+        "exif6_obama.jpg": exif6(obama),
+        "blank.png": blank_image(),
     }
 
 

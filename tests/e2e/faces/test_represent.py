@@ -1,4 +1,5 @@
-"""`POST /represent` through the real adapter and the real Triton server, over HTTP."""
+"""`POST /represent` through the real adapter and the real Triton server, over HTTP (the plumbing on the
+stand-in detector where the licensed one is absent; what real faces give only with it)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from PIL import Image
 from export import faces as faces_export
 from mt_photos_triton.pipelines import faces as pipeline
 from tests.e2e.service.support import png_claiming
-from tests.faces_support import FIXTURE_FACES, encode, generated_cases, t1_bytes
+from tests.e2e.faces.conftest import Samples
+from tests.faces_support import FIXTURE_FACES, encode, exif6, generated_cases, t1_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +41,7 @@ def service(faces_models: Path, adapter_url: str) -> str:
     return adapter_url
 
 
-def test_one_face_on_each_portrait_six_on_t1_none_on_blank(service: str, fixtures: Path) -> None:
+def test_one_face_on_each_portrait_six_on_t1_none_on_blank(real_faces: Path, service: str, fixtures: Path) -> None:
     counts = {}
     for name in FIXTURE_FACES:
         counts[name] = len(post_represent(service, (fixtures / "images" / "faces" / name).read_bytes(), name)["result"])
@@ -51,7 +53,7 @@ def test_one_face_on_each_portrait_six_on_t1_none_on_blank(service: str, fixture
     assert counts["blank.png"] == 0
 
 
-def test_areas_and_confidences_equal_the_reference_service(service: str, fixtures: Path) -> None:
+def test_areas_and_confidences_equal_the_reference_service(real_faces: Path, service: str, fixtures: Path) -> None:
     faces = fixtures / "images" / "faces"
     recorded = json.loads((faces / "reference_represent_det_2.5g.json").read_text())["responses"]
     worst = 0.0
@@ -69,11 +71,11 @@ def test_areas_and_confidences_equal_the_reference_service(service: str, fixture
     assert worst <= CONFIDENCE_TOLERANCE
 
 
-def test_embeddings_over_http_are_the_pipeline_numbers(service: str, faces_models: Path) -> None:
-    data = t1_bytes()
+def test_embeddings_over_http_are_the_pipeline_numbers(service: str, faces_models: Path, samples: Samples) -> None:
+    data = samples.many
     body = post_represent(service, data)
     local = faces_export.run_exported(faces_models, [pipeline.decode_image(data)], [0.65])[0]
-    assert len(body["result"]) == len(local.faces) == 6
+    assert len(body["result"]) == len(local.faces) == samples.many_count
     scores = [f["face_confidence"] for f in body["result"]]
     assert scores == sorted(scores, reverse=True)
     for face, box, vector in zip(body["result"], local.faces.boxes, local.embeddings):
@@ -87,30 +89,28 @@ def test_embeddings_over_http_are_the_pipeline_numbers(service: str, faces_model
         assert all(float(str(np.float32(v))) == v for v in face["embedding"])
 
 
-def test_face_min_score_changes_the_count(faces_models: Path, adapter_factory, fixtures: Path) -> None:
-    # biden.jpg's face scores ~0.747 with det_2.5g (recorded reference answer): between the two thresholds
-    data = (fixtures / "images" / "faces" / "biden.jpg").read_bytes()
+def test_face_min_score_changes_the_count(faces_models: Path, adapter_factory, samples: Samples) -> None:
+    # one face scoring between the two thresholds (biden.jpg with det_2.5g, a grey square with the stand-in)
     counts = {}
     for threshold in ("0.65", "0.8"):
         with adapter_factory(FACE_MIN_SCORE=threshold) as url:
-            counts[threshold] = len(post_represent(url, data, "biden.jpg")["result"])
+            counts[threshold] = len(post_represent(url, samples.middling)["result"])
             check = httpx.post(f"{url}/check", headers=HEADERS).json()
             assert check["facial_min_score"] == float(threshold)
             assert check["recognition_model"] == SERVED_AS
-    print(f"\nFACE_MIN_SCORE on biden.jpg: {counts}")
+    print(f"\nFACE_MIN_SCORE on one face scoring between them: {counts}")
     assert counts == {"0.65": 1, "0.8": 0}
 
 
-def test_exif_orientation_and_gif_first_frame(service: str, fixtures: Path) -> None:
-    cases = generated_cases(fixtures)
-    upright = post_represent(service, (fixtures / "images" / "faces" / "obama.jpg").read_bytes())["result"]
-    rotated = post_represent(service, cases["exif6_obama.jpg"])["result"]
-    assert len(rotated) == 1
-    # the EXIF-rotated copy is read upright: the same face at (about) the same place
+def test_exif_orientation_and_gif_first_frame(service: str, samples: Samples) -> None:
+    face = Image.open(io.BytesIO(samples.one)).convert("RGB")
+    upright = post_represent(service, samples.one)["result"]
+    rotated = post_represent(service, exif6(face))["result"]
+    assert len(upright) == len(rotated) == 1
+    # the EXIF-rotated copy is read upright: the same (off-centre) face at (about) the same place
     assert abs(rotated[0]["facial_area"]["x"] - upright[0]["facial_area"]["x"]) <= 3
     assert abs(rotated[0]["facial_area"]["y"] - upright[0]["facial_area"]["y"]) <= 3
-    obama = Image.open(fixtures / "images" / "faces" / "obama.jpg").convert("RGB")
-    frames = [obama, Image.new("RGB", obama.size)]
+    frames = [face, Image.new("RGB", face.size)]
     gif = io.BytesIO()
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
     assert len(post_represent(service, gif.getvalue(), "face.gif")["result"]) == 1
@@ -129,10 +129,10 @@ def test_exif_orientation_and_gif_first_frame(service: str, fixtures: Path) -> N
     ids=["empty", "garbage", "corrupt-body", "ico", "too-wide", "pixel-bomb"],
 )
 def test_bad_inputs_get_the_spec_body_and_the_server_keeps_answering(
-    service: str, fixtures: Path, data: bytes, msg: str
+    service: str, samples: Samples, data: bytes, msg: str
 ) -> None:
     assert post_represent(service, data) == {"result": [], "msg": msg}
-    assert len(post_represent(service, (fixtures / "images" / "faces" / "obama.jpg").read_bytes())["result"]) == 1
+    assert len(post_represent(service, samples.one)["result"]) == 1
 
 
 def test_missing_part_and_wrong_key(service: str) -> None:

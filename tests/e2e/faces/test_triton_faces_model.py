@@ -1,4 +1,5 @@
-"""The `faces` Triton model for direct clients: batches, padding, empty outputs, per-request errors."""
+"""The `faces` Triton model for direct clients: batches, padding, empty outputs, per-request errors (on the
+stand-in detector where the licensed one is absent)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from tests.faces_support import generated_cases, t1_bytes
+from tests.e2e.faces.conftest import Samples
 from tests.harness import TritonHarness
 
 pytestmark = pytest.mark.e2e
@@ -33,23 +34,23 @@ def infer(client: triton_http.InferenceServerClient, images: list[bytes], min_sc
 
 
 def test_one_request_with_three_images_is_padded_with_counts(
-    triton: TritonHarness, faces_models: Path, fixtures: Path
+    triton: TritonHarness, faces_models: Path, samples: Samples
 ) -> None:
-    obama = (fixtures / "images" / "faces" / "obama.jpg").read_bytes()
+    many = samples.many_count
     with triton.client() as client:
-        out = infer(client, [t1_bytes(), generated_cases(fixtures)["blank.png"], obama])
-    assert out["count"].ravel().tolist() == [6, 0, 1]
-    assert out["boxes"].shape == (3, 6, 4)
-    assert out["landmarks"].shape == (3, 6, 5, 2)
-    assert out["embeddings"].shape == (3, 6, 512)
+        out = infer(client, [samples.many, samples.none, samples.one])
+    assert out["count"].ravel().tolist() == [many, 0, 1]
+    assert out["boxes"].shape == (3, many, 4)
+    assert out["landmarks"].shape == (3, many, 5, 2)
+    assert out["embeddings"].shape == (3, many, 512)
     assert not out["boxes"][1].any() and not out["embeddings"][2, 1:].any()  # padding is zeros
 
 
 def test_no_face_gives_correctly_shaped_empty_outputs(
-    triton: TritonHarness, faces_models: Path, fixtures: Path
+    triton: TritonHarness, faces_models: Path, samples: Samples
 ) -> None:
     with triton.client() as client:
-        out = infer(client, [generated_cases(fixtures)["blank.png"]])
+        out = infer(client, [samples.none])
     assert out["boxes"].shape == (1, 0, 4)
     assert out["scores"].shape == (1, 0)
     assert out["landmarks"].shape == (1, 0, 5, 2)
@@ -58,10 +59,10 @@ def test_no_face_gives_correctly_shaped_empty_outputs(
 
 
 def test_a_bad_request_fails_alone_among_concurrent_ones(
-    triton: TritonHarness, faces_models: Path, fixtures: Path
+    triton: TritonHarness, faces_models: Path, samples: Samples
 ) -> None:
-    obama = (fixtures / "images" / "faces" / "obama.jpg").read_bytes()
-    uploads = [obama, b"not an image", obama, t1_bytes(), b"", obama]
+    one = samples.one
+    uploads = [one, b"not an image", one, samples.many, b"", one]
 
     def call(data: bytes) -> object:
         with triton.client() as client:
@@ -73,5 +74,5 @@ def test_a_bad_request_fails_alone_among_concurrent_ones(
     with ThreadPoolExecutor(len(uploads)) as pool:
         results = list(pool.map(call, uploads))
     assert results[0] == results[2] == results[5] == 1
-    assert results[3] == 6
+    assert results[3] == samples.many_count
     assert "invalid_image" in results[1] and "invalid_image" in results[4]
