@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from dataclasses import dataclass
@@ -92,3 +93,26 @@ class TritonHarness:
                 client.unload_model(name)
         finally:
             client.close()
+
+
+SETTLE_S, SETTLE_POLL_S = 5.0, 0.05  # how long, and how often, inference statistics are read until they settle
+
+
+async def settled_statistics(client: object, model: str, before: dict, expected: int) -> dict:
+    """`model`'s statistics once they stop moving. Triton may count a run a moment after its response went out
+    (seen: 5 images in 5 runs instead of 7, 8 requests instead of 16), so right after the last response they can
+    lag: read until `expected` more inferences than `before` are counted and two reads agree, SETTLE_S at most."""
+    async def read() -> dict:
+        return (await client.get_inference_statistics(model))["model_stats"][0]  # type: ignore[attr-defined]
+
+    deadline = asyncio.get_running_loop().time() + SETTLE_S
+    latest = await read()
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(SETTLE_POLL_S)
+        again = await read()
+        counted = int(again["inference_count"]) - int(before["inference_count"])
+        same = all(again[k] == latest[k] for k in ("inference_count", "execution_count"))
+        if same and counted >= expected:
+            return again
+        latest = again
+    return latest

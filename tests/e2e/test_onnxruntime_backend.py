@@ -25,7 +25,7 @@ from mt_photos_triton.procfs import processes
 from mt_photos_triton.repository import ModelConfig
 from export.configs import write_config
 from tests.faces_support import build_standin_batched_detector, build_standin_detector
-from tests.harness import TritonHarness
+from tests.harness import TritonHarness, settled_statistics
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +150,7 @@ def test_concurrent_requests_are_batched_and_match(triton: TritonHarness, scrfd_
 
         try:
             results = await asyncio.gather(*(one(a) for a in arrays))
-            after = (await client.get_inference_statistics("scrfd_batched"))["model_stats"][0]
+            after = await settled_statistics(client, "scrfd_batched", before, CONCURRENT)
         finally:
             await client.close()
         stats = {k: int(after[k]) - int(before[k]) for k in ("inference_count", "execution_count")}

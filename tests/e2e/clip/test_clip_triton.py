@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 from mt_photos_triton.pipelines.clip import format_embedding
 from tests.e2e.clip.conftest import encode, photo
 from tests.e2e.service.support import png_claiming
-from tests.harness import TritonHarness
+from tests.harness import TritonHarness, settled_statistics
 from tests.parity.clip.reference import ReferenceTokenizer, reference_model_image_input, reference_result_strings
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,6 @@ MIN_COSINE = 0.99999
 KEY = {"api-key": "mt_photos_ai_extra"}
 QUERIES = ["a photo of a red cat", "红色", "蓝色的海边日落", "🐱 on the beach", "  spaced\u3000out\n text ", "", "x" * 400]
 CONCURRENT = 8
-SETTLE_S, SETTLE_POLL_S = 5.0, 0.05  # how long, and how often, inference statistics are read until they settle
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -112,10 +111,6 @@ def test_concurrent_requests_are_batched_and_a_bad_one_fails_alone(triton: Trito
     async def run_all() -> tuple[list, int, int]:
         client = triton_aio.InferenceServerClient(triton.url)
 
-        async def executions() -> tuple[int, int]:
-            stats = (await client.get_inference_statistics("clip_visual"))["model_stats"][0]
-            return int(stats["execution_count"]), int(stats["inference_count"])
-
         async def one(data: bytes) -> np.ndarray | Exception:
             tensor = triton_aio.InferInput("image_bytes", [1, 1], "BYTES")
             tensor.set_data_from_numpy(np.array([[data]], dtype=np.object_), binary_data=True)
@@ -124,27 +119,13 @@ def test_concurrent_requests_are_batched_and_a_bad_one_fails_alone(triton: Trito
             except InferenceServerException as error:
                 return error
 
-        async def settled(before: tuple[int, int]) -> tuple[int, int]:
-            """The statistics once they stop moving: Triton may count an encoder run a moment after the ensemble
-            answered, so right after the last response they can lag (read: 5 images in 5 runs instead of 7).
-            Read until the images counted reach those sent and two reads agree, for SETTLE_S at most."""
-            deadline = asyncio.get_running_loop().time() + SETTLE_S
-            latest = await executions()
-            while asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(SETTLE_POLL_S)
-                again = await executions()
-                if again == latest and again[1] - before[1] >= CONCURRENT - 1:
-                    break
-                latest = again
-            return latest
-
         try:
-            before = await executions()
+            before = (await client.get_inference_statistics("clip_visual"))["model_stats"][0]
             results = await asyncio.gather(*(one(i) for i in images))
-            after = await settled(before)
+            after = await settled_statistics(client, "clip_visual", before, CONCURRENT - 1)
         finally:
             await client.close()
-        return results, after[0] - before[0], after[1] - before[1]
+        return results, *(int(after[k]) - int(before[k]) for k in ("execution_count", "inference_count"))
 
     results, runs, inferences = asyncio.run(run_all())
     print(f"\n{CONCURRENT} concurrent clip_image requests (one invalid): {inferences} images in {runs} encoder runs")
