@@ -22,7 +22,7 @@ COPY mt_photos_triton ./mt_photos_triton
 COPY adapter ./adapter
 COPY export ./export
 # a regular (non-editable) install: the model-repository templates travel inside the package
-RUN python -m pip install --no-cache-dir ".[embedded]" \
+RUN python -m pip install --no-cache-dir --only-binary=opencv-python-headless ".[embedded]" \
     && python -c "import pytriton, adapter, export; from mt_photos_triton.repository import templates; assert (templates() / 'ocr' / '1' / 'model.py').is_file()"
 
 USER mtphotos

@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# OpenCV from wheels only: when pip backtracks (numpy < 2 rules out the newest releases of several packages) it
+# would otherwise try to build an old OpenCV from source, which fails after many minutes
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --only-binary=opencv-python,opencv-python-headless
 
 .PHONY: serve test venv clean
 
@@ -10,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-serve: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	$(PIP_INSTALL) -e '.[embedded]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@ $(VENV)/.installed-serve
 
 venv: $(VENV)/.installed-serve
