@@ -78,11 +78,15 @@ def default_backend(settings: Settings) -> PooledBackend:
 
 
 def create_app(
-    settings: Settings, backend_factory: BackendFactory | None = None, missing: Mapping[str, str] | None = None
+    settings: Settings,
+    backend_factory: BackendFactory | None = None,
+    missing: Mapping[str, str] | None = None,
+    exports: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Litestar:
     """The app for `settings`. `backend_factory` replaces the Triton client (unit tests hand in a fake);
     `missing` maps entry models to what their family lacks on disk (serve's repository scan, for the families
-    exported in part), which readiness reports as not ready."""
+    exported in part), which readiness reports as not ready; `exports` maps entry models to when and from where
+    export made them (the repository's export records), which the console shows."""
     if settings.refuse_default_key and settings.uses_default_key:
         raise ValueError("API_AUTH_KEY is the public default and REFUSE_DEFAULT_KEY is set: set a key of your own")
     make_backend = backend_factory or default_backend
@@ -120,7 +124,8 @@ def create_app(
     app = Litestar(
         # immich's /predict: no key (immich cannot send one), off unless IMMICH_ML=true (adapter/routes/immich.py)
         route_handlers=[*console.HANDLERS, *core.PUBLIC, *(immich.HANDLERS if settings.immich_ml else []), protected],
-        state=State({"settings": settings, "metrics": metrics, "missing": dict(missing or {})}),
+        state=State({"settings": settings, "metrics": metrics, "missing": dict(missing or {}),
+                     "exports": {name: dict(export) for name, export in (exports or {}).items()}}),
         request_max_body_size=settings.max_body_bytes,
         dependencies={name: provide(name) for name in ("backend", "settings", "inference")},
         exception_handlers={HTTPException: http_exception_handler, Exception: http_exception_handler},

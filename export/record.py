@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class Record:
     written: dict[str, str] = field(default_factory=dict)  # repository-relative path -> sha256
     exporter: str = ""
     format: int = RECORD_FORMAT
+    exported_at: str = ""  # when, in UTC (ISO 8601): the console shows it beside `source`
 
 
 def record_path(repository: Path, family: str) -> Path:
@@ -76,6 +78,16 @@ def written_files(repository: Path, family: str) -> dict[str, str]:
             relative = path.relative_to(repository)
             if path.is_file() and path.name != RECORD_FILE and not set(relative.parts) & set(SKIPPED_PARTS):
                 found[relative.as_posix()] = sha256_file(path)
+    return found
+
+
+def exports(repository: Path) -> dict[str, dict[str, str]]:
+    """When and from where each exported family's models came, by entry model (for the console: `serve` hands it
+    to the adapter; an adapter beside a remote Triton has no repository to read it from)."""
+    found = {}
+    for family in FAMILIES.values():
+        if (saved := read(repository, family.name)) is not None:
+            found.update({m: {"exported_at": saved.exported_at, "export_source": saved.source} for m in family.entry_models})
     return found
 
 
@@ -126,6 +138,7 @@ def clear(repository: Path, family: str) -> None:
 def write(repository: Path, record: Record) -> Record:
     """The record, with the files as they are now (call it last, once everything is written and checked)."""
     record.written = written_files(repository, record.family)
+    record.exported_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     path = record_path(repository, record.family)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(record), indent=2, ensure_ascii=False) + "\n")

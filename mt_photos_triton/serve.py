@@ -77,9 +77,13 @@ def serve(repository: Path, host: str | None, port: int | None, triton_url: str 
     embedded: EmbeddedTriton | None = None
     watchdog: Watchdog | None = None
     missing: dict[str, str] = {}  # with a Triton of its own, readiness is that server's model readiness
+    exports: dict[str, dict[str, str]] = {}  # and the console has no export records to show
     try:
         if triton_url is None:
+            from export.record import exports as export_records
+
             models, missing = report_repository(repository)
+            exports = export_records(repository)
             report_served_models(repository, os.environ)
             embedded = EmbeddedTriton(repository=repository, models=models)
             try:
@@ -93,7 +97,7 @@ def serve(repository: Path, host: str | None, port: int | None, triton_url: str 
             watchdog.start()
         else:
             log.info("using the Triton server at %s", triton_url)
-        app = create_app(settings, missing=missing)
+        app = create_app(settings, missing=missing, exports=exports)
         # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes, returns; then we stop Triton
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
     except KeyboardInterrupt:

@@ -201,7 +201,9 @@ async def index(request: Request[Any, Any, Any], state: State) -> Response[str]:
     return Response(page, media_type="text/html", headers=headers)
 
 
-async def _models(console: ConsoleState, states: list[ModelState]) -> list[dict[str, Any]]:
+async def _models(
+    console: ConsoleState, states: list[ModelState], exports: dict[str, dict[str, str]]
+) -> list[dict[str, Any]]:
     async def config_of(state: ModelState) -> dict[str, Any] | None:
         if state.state != "READY":
             return None
@@ -220,7 +222,7 @@ async def _models(console: ConsoleState, states: list[ModelState]) -> list[dict[
         stats = {}
     rows = []
     for state, config in zip(states, configs):
-        row = console_status.describe_model(state, config, stats.get(state.name))
+        row = console_status.describe_model(state, config, stats.get(state.name), exports.get(state.name))
         if row["family"] is None and (family := family_of(state.name)) is not None:
             row["family"] = family.name
         rows.append(row)
@@ -243,7 +245,7 @@ async def console_status_route(state: State) -> Response[bytes]:
             version = (await console.describer.metadata()).get("version")
         except BackendUnavailable:
             version = None
-    rows = await _models(console, states) if ready else []
+    rows = await _models(console, states, state.exports) if ready else []
     now = time.monotonic()
     body = {
         "service": {"name": "mt-photos-triton", "version": __version__, "uptime_s": round(now - console.started)},

