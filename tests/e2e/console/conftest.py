@@ -3,8 +3,8 @@ headless Chromium."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,14 +38,16 @@ def service(console_repository: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def clip_only_service(console_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The same repository with the face recogniser's and the text detector's weights removed, as before
-    `export faces` and `export ocr` ran."""
-    target = tmp_path_factory.mktemp("console-clip-only") / "model_repository"
-    shutil.copytree(console_repository, target)
-    (target / "face_rec" / "1" / "model.onnx").unlink()
-    (target / "ocr_det" / "1" / "model.onnx").unlink()
-    running = Service(target, target.parent / "serve.log").start()
+def clip_only_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A repository into which only `export clip` ran, as before a user exported faces and OCR."""
+    from export import clip as clip_export
+    from mt_photos_triton.reference.clip_standins import StandInSpec, write_immich_layout
+
+    work = tmp_path_factory.mktemp("console-clip-only")
+    target = work / "model_repository"
+    clip_dir = write_immich_layout(work / "clip", StandInSpec(image_size=32, patch_size=8, embed_dim=16))
+    clip_export.export(repository=target, model=None, source=str(clip_dir), force=False)
+    running = Service(target, work / "serve.log").start()
     try:
         yield running
     finally:
@@ -69,3 +71,30 @@ def page(browser: Browser) -> Iterator[Page]:
         yield tab
     finally:
         tab.close()
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """What the try-it panel is given: a face photo and a text photo, and what reading the latter must give."""
+
+    face: Path
+    text: Path
+    must_read: str
+    min_lines: int
+
+
+@pytest.fixture(scope="session")
+def uploads(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Uploads:
+    """The fixtures' photos (a portrait, RapidOCR's ch_en_num.jpg) where the checkout has them; from a plain
+    clone, an image the stand-in detector sees one face in and a page the tests render."""
+    from mt_photos_triton.reference.ocr_images import ENGLISH_LINES, encode, text_page
+    from tests.e2e.service.support import DETECTOR
+    from tests.faces_support import real_detector_present, standin_face_image
+
+    photos = fixtures / "images"
+    if real_detector_present(fixtures, DETECTOR) and (photos / "ocr" / "ch_en_num.jpg").is_file():
+        return Uploads(photos / "faces" / "obama.jpg", photos / "ocr" / "ch_en_num.jpg", "正品促销", 10)
+    work = tmp_path_factory.mktemp("console-uploads")
+    (work / "face.png").write_bytes(standin_face_image())
+    (work / "text.jpg").write_bytes(encode(text_page(ENGLISH_LINES, 28, 640)))
+    return Uploads(work / "face.png", work / "text.jpg", ENGLISH_LINES[0], len(ENGLISH_LINES))

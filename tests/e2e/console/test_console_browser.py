@@ -1,5 +1,6 @@
 """The console in headless Chromium against the real service (embedded Triton, all three families exported):
-models and live figures shown, faces and text boxed on real photos, two images ranked for a text, a wrong key."""
+models and live figures shown, faces and text boxed on real photos (on the stand-ins' images from a plain clone),
+two images ranked for a text, a wrong key."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from mt_photos_triton.repository import read_config
 from tests.e2e.console.cdp import Page
+from tests.e2e.console.conftest import Uploads
 from tests.e2e.console.support import (ROWS_JS, boxes, families, message, requests_of, route_requests, set_value,
                                        upload)
 from tests.e2e.service.support import HEADERS, KEY, Service
@@ -21,7 +23,6 @@ pytestmark = pytest.mark.e2e
 
 PAGE_LIMIT_BYTES = 100 * 1024
 FIRST_PAINT_AIM_MS = 200
-OCR_IMAGE = "ch_en_num.jpg"
 
 
 def test_page_weight_and_first_paint(service: Service, page: Page) -> None:
@@ -54,9 +55,8 @@ def test_models_and_families_shown_are_what_triton_serves(service: Service, cons
     assert rows["faces"]["cells"][7] == "512"
 
 
-def test_faces_and_text_are_drawn_and_counted(service: Service, page: Page, fixtures: Path, tmp_path: Path) -> None:
-    face_photo = fixtures / "images" / "faces" / "obama.jpg"
-    text_photo = fixtures / "images" / "ocr" / OCR_IMAGE
+def test_faces_and_text_are_drawn_and_counted(service: Service, page: Page, uploads: Uploads, tmp_path: Path) -> None:
+    face_photo, text_photo = uploads.face, uploads.text
     before = {route: requests_of(service.url, route) for route in ("/represent", "/ocr")}
     page.open(f"{service.url}/")
     set_value(page, "#key", KEY)
@@ -65,7 +65,7 @@ def test_faces_and_text_are_drawn_and_counted(service: Service, page: Page, fixt
     assert message(page, "#face-msg")["kind"] == "ok"
     drawn = boxes(page, "#face-svg")
     answer = httpx.post(f"{service.url}/represent", headers=HEADERS, timeout=60,
-                        files={"file": ("obama.jpg", face_photo.read_bytes(), "image/jpeg")}).json()["result"]
+                        files={"file": (face_photo.name, face_photo.read_bytes(), "image/jpeg")}).json()["result"]
     assert len(drawn) == len(answer) == 1
     area = answer[0]["facial_area"]
     assert (drawn[0]["x"], drawn[0]["y"], drawn[0]["w"], drawn[0]["h"]) == (area["x"], area["y"], area["w"], area["h"])
@@ -75,7 +75,7 @@ def test_faces_and_text_are_drawn_and_counted(service: Service, page: Page, fixt
     assert message(page, "#ocr-msg")["kind"] == "ok"
     drawn = boxes(page, "#ocr-svg")
     listed = page.evaluate("[...document.querySelectorAll('#ocr-texts li')].map(li => li.firstChild.textContent.trim())")
-    assert "正品促销" in listed and len(drawn) == len(listed) >= 10
+    assert uploads.must_read in listed and len(drawn) == len(listed) >= uploads.min_lines
     assert [box["label"] for box in drawn] == listed
     assert all(box["w"] > 0 and box["h"] > 0 for box in drawn)
 
@@ -125,14 +125,14 @@ def test_two_images_are_ranked_as_the_routes_vectors_say(service: Service, page:
     page.screenshot(tmp_path / "console-clip.png")
 
 
-def test_a_wrong_key_says_so_and_draws_nothing(service: Service, page: Page, fixtures: Path, tmp_path: Path) -> None:
+def test_a_wrong_key_says_so_and_draws_nothing(service: Service, page: Page, uploads: Uploads, tmp_path: Path) -> None:
     page.open(f"{service.url}/")
     set_value(page, "#key", "not-the-key")
-    upload(page, "#face-file", fixtures / "images" / "faces" / "obama.jpg")
+    upload(page, "#face-file", uploads.face)
     said = message(page, "#face-msg")
     assert said["kind"] == "key" and "Wrong API key" in said["text"]
     assert boxes(page, "#face-svg") == [] and page.evaluate("document.querySelector('#face-stage img').hidden")
-    upload(page, "#ocr-file", fixtures / "images" / "ocr" / OCR_IMAGE)
+    upload(page, "#ocr-file", uploads.text)
     assert message(page, "#ocr-msg")["kind"] == "key"
     assert boxes(page, "#ocr-svg") == [] and page.evaluate("document.querySelectorAll('#ocr-texts li').length") == 0
     page.set_files("#clip-files", [solid(tmp_path / "a.png", (1, 2, 3)), solid(tmp_path / "b.png", (3, 2, 1))])
