@@ -27,6 +27,12 @@ class BenchClient:
         response = self.pool.request("POST", self.base_url + route, fields=fields, headers=self.headers)
         return self._answer(route, response)
 
+    def post_predict(self, entries: Any, image: bytes) -> Any:
+        """immich's `/predict` as its server posts it: multipart `entries` (JSON) and a Blob `image`, no key."""
+        fields = {"entries": json.dumps(entries), "image": ("blob", image, "application/octet-stream")}
+        response = self.pool.request("POST", self.base_url + "/predict", fields=fields)
+        return self._answer("/predict", response)
+
     def post_json(self, route: str, body: Any) -> Any:
         headers = {**self.headers, "Content-Type": "application/json"}
         response = self.pool.request("POST", self.base_url + route, body=json.dumps(body).encode(), headers=headers)

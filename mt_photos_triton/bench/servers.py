@@ -43,15 +43,18 @@ def live_adapter(settings: Settings) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def adapter_process(triton_url: str, api_key: str, timeout_s: float = 120.0) -> Iterator[str]:
-    """`mt-photos-triton serve --triton-url ...` in a child process; yields its base URL once /health/ready
-    answers 200 (every model of the server loaded); terminates it on exit."""
+def adapter_process(
+    triton_url: str, api_key: str, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`mt-photos-triton serve --triton-url ...` in a child process (`env` added to its environment, e.g.
+    IMMICH_ML=true); yields its base URL once /health/ready answers 200 (every model of the server loaded);
+    terminates it on exit."""
     import httpx
 
     from mt_photos_triton.runtime.embedded import free_port
 
     port = free_port()
-    env = {**os.environ, "API_AUTH_KEY": api_key, "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "API_AUTH_KEY": api_key, "LOG_LEVEL": "WARNING", **(env or {})}
     command = [sys.executable, "-m", "mt_photos_triton.cli", "serve", "--triton-url", triton_url,
                "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, env=env)
