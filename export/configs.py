@@ -22,7 +22,6 @@ KIND_AUTO = model_config_pb2.ModelInstanceGroup.KIND_AUTO  # Triton's default: e
 # Accelerated variants of an onnxruntime model, chosen by `tritonserver --model-config-name=<name>` (the
 # compose GPU / OpenVINO files set it); the native backend reads these, the embedded one ignores them.
 VARIANTS_DIR = "configs"
-TRT_CACHE_DIR = "/tmp/trt_cache"  # the repository is mounted read-only; engines are rebuilt after a restart
 
 # Backpressure at the door: a python model that a client's request reaches first (the OCR and faces BLS models,
 # the first step of each CLIP ensemble) queues at most this many requests, each at most this long, and rejects
@@ -86,21 +85,81 @@ def serving_cores() -> int:
     return os.cpu_count() or 1
 
 
-def accelerator_variants(config: ModelConfig) -> dict[str, ModelConfig]:
-    if config.backend != "onnxruntime":
-        return {}
+# TensorRT caches live on a volume that compose mounts (docker-compose.gpu.yml: `trt_cache`), so engines are
+# built once, on the first load after an export, not at every start; each model and precision has its own
+# directory (engine names carry a hash of the graph, not of the precision).
+TRT_CACHE_DIR = "/trt_cache"
+GPU_VARIANT = "gpu"
+GPU_FP32_VARIANT = "gpu-fp32"  # TRT_PRECISION=fp32 selects it: every TensorRT model in fp32
+# Outputs users keep and compare across a switch of machine (stored vectors) are computed in fp32: nothing
+# measured here says FP16 keeps CLIP's or ArcFace's vectors within the docs' tolerances (docs/gpu.md).
+FP32_OUTPUTS = frozenset({"embedding"})
+TRT_WORKSPACE_BYTES = 2 << 30
+
+
+def profile_shapes(config: ModelConfig) -> dict[str, str] | None:
+    """TensorRT's optimisation profile (trt_profile_min/opt/max_shapes, "name:1x3x112x112,...") of a model
+    whose inputs are fixed but for the batch axis: batch 1 up to max_batch_size, optimised for the full batch
+    the dynamic batcher forms under load. None where another axis is dynamic (its callers send shapes that one
+    profile would not serve well: see gpu_variant)."""
+    if any(d < 0 for tensor in config.input for d in tensor.dims):
+        return None
+    batch = max(config.max_batch_size, 1)
+    lead = [1, batch, batch] if config.max_batch_size > 0 else [None, None, None]
+    shapes = {}
+    for key, first in zip(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"), lead):
+        shapes[key] = ",".join(
+            f"{t.name}:" + "x".join(str(d) for d in ([first] if first else []) + list(t.dims)) for t in config.input
+        )
+    return shapes
+
+
+def gpu_variant(config: ModelConfig, *, force_fp32: bool = False, cache_dir: str = TRT_CACHE_DIR) -> ModelConfig:
+    """The config for an NVIDIA GPU: one GPU instance; TensorRT with one optimisation profile covering every
+    batch its callers send (so no engine is built after the first load), FP16 unless it makes vectors users
+    keep (FP32_OUTPUTS) or fp32 is forced; the CUDA provider by choice for a model with a dynamic spatial axis
+    (ocr_det: height x width follow each photo up to 10000 px; ocr_rec: width follows each text line): one
+    TensorRT profile over that range is tuned for none of it and a shape outside it builds a new engine."""
     gpu = ModelConfig()
     gpu.CopyFrom(config)
     del gpu.instance_group[:]
     gpu.instance_group.add(count=1, kind=model_config_pb2.ModelInstanceGroup.KIND_GPU)
-    tensorrt = gpu.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+    accelerators = gpu.optimization.execution_accelerators.gpu_execution_accelerator
+    profile = profile_shapes(config)
+    if profile is None:
+        accelerators.add(name="cuda")
+        # cuDNN's exhaustive algorithm search runs again for every new input shape; heuristics do not (backend
+        # parameter kept by the onnxruntime backend's README, "1" = HEURISTIC)
+        gpu.parameters["cudnn_conv_algo_search"].string_value = "1"
+        return gpu
+    fp32 = force_fp32 or any(output.name in FP32_OUTPUTS for output in config.output)
+    cache = f"{cache_dir}/{config.name}/{'fp32' if fp32 else 'fp16'}"  # cache_dir: `bench gpu` uses its own
+    tensorrt = accelerators.add(name="tensorrt")
     tensorrt.parameters.update(
-        {"precision_mode": "FP16", "trt_engine_cache_enable": "true", "trt_engine_cache_path": TRT_CACHE_DIR}
+        {
+            "precision_mode": "FP32" if fp32 else "FP16",
+            "max_workspace_size_bytes": str(TRT_WORKSPACE_BYTES),
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": cache_dir,
+            **profile,
+        }
     )
+    return gpu
+
+
+def accelerator_variants(config: ModelConfig) -> dict[str, ModelConfig]:
+    if config.backend != "onnxruntime":
+        return {}
     openvino = ModelConfig()
     openvino.CopyFrom(config)
     openvino.optimization.execution_accelerators.cpu_execution_accelerator.add(name="openvino")
-    return {"gpu": gpu, "openvino": openvino}
+    return {
+        GPU_VARIANT: gpu_variant(config),
+        GPU_FP32_VARIANT: gpu_variant(config, force_fp32=True),
+        "openvino": openvino,
+    }
 
 
 def render_config(config: ModelConfig) -> str:

@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_start_parser(commands)
 
     bench = commands.add_parser("bench", help="measure us and the in-process reference side by side")
-    bench.add_argument("family", choices=[*FAMILIES, "predict"], help="a family, or immich's /predict vs MT routes")
+    bench.add_argument(
+        "family", choices=[*FAMILIES, "predict", "gpu"], help="a family, immich's /predict vs MT routes, or gpu"
+    )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that family's bench (see --help)")
     return parser
 

@@ -85,7 +85,12 @@ def serve(repository: Path, host: str | None, port: int | None, triton_url: str 
             models, missing = report_repository(repository)
             exports = export_records(repository)
             report_served_models(repository, os.environ)
-            embedded = EmbeddedTriton(repository=repository, models=models)
+            embedded = EmbeddedTriton(
+                repository=repository,
+                models=models,
+                accelerator=os.environ.get("ACCELERATOR", "cpu"),
+                precision=os.environ.get("TRT_PRECISION", "auto"),
+            )
             try:
                 embedded.start()
             except EmbeddedTritonError as error:

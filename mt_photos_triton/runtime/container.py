@@ -4,7 +4,8 @@
 command that provides it, and execs `tritonserver` in explicit model-control mode with one `--load-model`
 per complete model, so a family that was never exported neither fails the server nor its readiness.
 ACCELERATOR=gpu|openvino selects `configs/<name>.pbtxt` in each model directory where export wrote one
-(Triton falls back to `config.pbtxt`).
+(Triton falls back to `config.pbtxt`); with ACCELERATOR=gpu, TRT_PRECISION=fp32 selects `configs/gpu-fp32.pbtxt`
+(every TensorRT model in fp32, for users who must keep the vectors they stored before).
 """
 
 from __future__ import annotations
@@ -19,12 +20,23 @@ from mt_photos_triton.repository import loadable_models, scan
 log = logging.getLogger("mt_photos_triton.runtime.container")
 
 ACCELERATORS = ("cpu", "gpu", "openvino")
+PRECISIONS = ("auto", "fp32")  # auto: each model's own (FP16 where export chose it, fp32 for embeddings)
 
 
-def server_flags(repository: Path, models: list[str], accelerator: str = "cpu") -> list[str]:
-    """Flags shared by the container; the embedded runtime adds loopback addresses and its ports."""
+def config_name(accelerator: str, precision: str = "auto") -> str | None:
+    """The `--model-config-name` for an accelerator and a TRT_PRECISION; None: each model's config.pbtxt."""
     if accelerator not in ACCELERATORS:
         raise ValueError(f"ACCELERATOR={accelerator!r}: expected one of {', '.join(ACCELERATORS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"TRT_PRECISION={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if accelerator == "cpu":
+        return None
+    return "gpu-fp32" if accelerator == "gpu" and precision == "fp32" else accelerator
+
+
+def server_flags(repository: Path, models: list[str], accelerator: str = "cpu", precision: str = "auto") -> list[str]:
+    """Flags shared by the container; the embedded runtime adds loopback addresses and its ports."""
+    variant = config_name(accelerator, precision)
     flags = [
         f"--model-repository={repository}",
         "--model-control-mode=explicit",
@@ -34,8 +46,8 @@ def server_flags(repository: Path, models: list[str], accelerator: str = "cpu") 
         "--disable-auto-complete-config",
         *(f"--load-model={name}" for name in models),
     ]
-    if accelerator != "cpu":
-        flags.append(f"--model-config-name={accelerator}")
+    if variant is not None:
+        flags.append(f"--model-config-name={variant}")
     return flags
 
 
@@ -45,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, status in sorted(scan(repository).items()):
         if status.missing:
             log.warning("not loading %s: %s", name, status.missing)
-    flags = server_flags(repository, loadable_models(repository), os.environ.get("ACCELERATOR", "cpu"))
+    accelerator = os.environ.get("ACCELERATOR", "cpu")
+    precision = os.environ.get("TRT_PRECISION", "auto")
+    flags = server_flags(repository, loadable_models(repository), accelerator, precision)
     command = ["tritonserver", *flags, *(sys.argv[1:] if argv is None else argv)]
     log.info("exec %s", " ".join(command))
     os.execvp(command[0], command)

@@ -176,11 +176,16 @@ class EmbeddedTriton:
     log_verbose: int = 0
     ready_timeout_s: float = READY_TIMEOUT_S
     python: Path = field(default_factory=lambda: Path(sys.executable))
+    # "gpu" serves each model's configs/gpu.pbtxt (precision "fp32": gpu-fp32.pbtxt) where onnxruntime-gpu can
+    # run it; "openvino" configs/openvino.pbtxt; "cpu" the models' own configs
+    accelerator: str = "cpu"
+    precision: str = "auto"
 
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _workdir: Path | None = field(default=None, init=False, repr=False)
     _log_file: IO[bytes] | None = field(default=None, init=False, repr=False)
     _shm_before: set[str] = field(default_factory=set, init=False, repr=False)
+    _gpu_ignored_logged: bool = field(default=False, init=False, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -204,7 +209,7 @@ class EmbeddedTriton:
 
         return [
             str(locate_bundle().binary),
-            *server_flags(self.repository, self.models_to_load()),
+            *server_flags(self.repository, self.models_to_load(), *self.served_accelerator()),
             f"--backend-directory={backend_dir}",
             f"--http-address={LOOPBACK}",
             f"--http-port={self.ports['http']}",
@@ -219,6 +224,24 @@ class EmbeddedTriton:
             f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             f"--log-verbose={self.log_verbose}",
         ]
+
+    def served_accelerator(self) -> tuple[str, str]:
+        """(accelerator, precision) the server is started with: a GPU variant only where onnxruntime has the CUDA
+        provider; otherwise one log line says the GPU variant is ignored and the CPU configs are served."""
+        if self.accelerator != "gpu":
+            return self.accelerator, self.precision
+        providers = onnxruntime_providers()
+        if "CUDAExecutionProvider" in providers:
+            return self.accelerator, self.precision
+        if self._gpu_ignored_logged:  # a restart does not repeat it
+            return "cpu", "auto"
+        self._gpu_ignored_logged = True
+        log.warning(
+            "ACCELERATOR=gpu, but onnxruntime here has no CUDA provider (it has %s; install onnxruntime-gpu): "
+            "ignoring the GPU variants and serving every model on CPU",
+            ", ".join(providers) or "none",
+        )
+        return "cpu", "auto"
 
     def models_to_load(self) -> list[str]:
         if self.models is not None:
@@ -347,6 +370,15 @@ class EmbeddedTriton:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def onnxruntime_providers() -> list[str]:
+    """The execution providers of the onnxruntime installed here (the one the backend's stubs import)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
 
 
 def _mapped_shm_names() -> set[str]:

@@ -12,7 +12,9 @@ repository load unchanged, as the native backend of the NGC container would serv
   backend reads them; pool threads spin between operators only when `allow_spinning` is "1", and never after a
   run; `instance_group` count is honoured by Triton itself (one stub process per instance);
 - a malformed request gets its own error response (invalid_input) and the rest of the batch is still served;
-  a failed run answers its requests with a generic error (the traceback goes to the log).
+  a failed run answers its requests with a generic error (the traceback goes to the log);
+- a GPU instance (a `configs/gpu*.pbtxt` variant) runs on the TensorRT or CUDA provider as its
+  `gpu_execution_accelerator` says, where onnxruntime-gpu is installed (runtime/providers.py); otherwise on CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mt_photos_triton.errors import INVALID_INPUT, PipelineError
+from mt_photos_triton.runtime.providers import session_providers
 from mt_photos_triton.triton.answers import Answers, split_outputs
 from mt_photos_triton.triton.parameters import ConfigError, ModelConfig
 from mt_photos_triton.triton.python_backend import input_array, numpy_dtype, respond
@@ -57,7 +60,18 @@ class TritonPythonModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         options.add_session_config_entry("session.force_spinning_stop", "1")
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        providers = session_providers(
+            config,
+            args.get("model_instance_kind", "CPU"),
+            int(args.get("model_instance_device_id", 0) or 0),
+            ort.get_available_providers(),
+        )
+        self.session = ort.InferenceSession(
+            str(path),
+            sess_options=options,
+            providers=[name for name, _ in providers],
+            provider_options=[opts for _, opts in providers],
+        )
 
         graph_inputs = {i.name for i in self.session.get_inputs()}
         graph_outputs = {o.name for o in self.session.get_outputs()}

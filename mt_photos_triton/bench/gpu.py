@@ -1,0 +1,122 @@
+"""`mt-photos-triton bench gpu`: the GPU variants, end to end, on a machine with an NVIDIA GPU.
+
+It exports the CLIP stand-ins (full-size random weights, as `bench clip`), writes their GPU variants with the
+TensorRT caches in the work directory, serves them with the embedded Triton (onnxruntime-gpu), and prints: how
+long the first start takes (TensorRT engine builds) against a second start on the filled cache, images (texts)
+per second over HTTP at concurrency 1/8/32 per route, and each variant's drift from fp32 on CPU (the reference
+pipeline in-process). Sized to finish within 10 minutes on one GPU. Where onnxruntime has no CUDA provider it
+says so and exits 0 without exporting anything (a dry run, as on every CPU-only machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+CONCURRENCY = (1, 8, 32)
+VARIANTS = ("gpu-fp32", "gpu")  # TRT_PRECISION=fp32, then each model's own precision
+
+
+def missing_gpu() -> str | None:
+    """Why this machine cannot run the bench, or None."""
+    from mt_photos_triton.runtime.embedded import onnxruntime_providers
+    from mt_photos_triton.runtime.providers import CUDA
+
+    providers = onnxruntime_providers()
+    if CUDA in providers:
+        return None
+    return (
+        f"onnxruntime here has no {CUDA} (it has {', '.join(providers) or 'none'}): "
+        "install onnxruntime-gpu on a machine with an NVIDIA GPU to run this bench"
+    )
+
+
+def write_gpu_variants(repository: Path, cache_dir: Path) -> list[str]:
+    """Every onnxruntime model's GPU variants, with the TensorRT caches under `cache_dir` (not /trt_cache)."""
+    from google.protobuf import text_format
+
+    from export.configs import GPU_FP32_VARIANT, GPU_VARIANT, VARIANTS_DIR, gpu_variant
+    from mt_photos_triton.repository import read_config
+
+    models = []
+    for config_file in sorted(repository.glob("*/config.pbtxt")):
+        config = read_config(config_file.parent)
+        if config.backend != "onnxruntime":
+            continue
+        for name, fp32 in ((GPU_VARIANT, False), (GPU_FP32_VARIANT, True)):
+            variant = gpu_variant(config, force_fp32=fp32, cache_dir=str(cache_dir))
+            (config_file.parent / VARIANTS_DIR).mkdir(exist_ok=True)
+            (config_file.parent / VARIANTS_DIR / f"{name}.pbtxt").write_text(text_format.MessageToString(variant))
+        models.append(config.name)
+    return models
+
+
+def start_seconds(repository: Path, precision: str) -> float:
+    """Seconds from start to ready of the embedded server with the GPU variants (engines built or loaded)."""
+    from export.clip import IMAGE, TEXT
+    from mt_photos_triton.runtime.embedded import EmbeddedTriton
+
+    server = EmbeddedTriton(
+        repository=repository, models=[IMAGE, TEXT], ports={"http": 0, "grpc": 0, "metrics": 0},
+        accelerator="gpu", precision=precision, ready_timeout_s=600.0,
+    )
+    started = time.perf_counter()
+    with server:
+        return time.perf_counter() - started
+
+
+def measure_variant(repository: Path, model_dir: Path, variant: str, requests: int) -> None:
+    from mt_photos_triton.bench.clip import KEY, QUERIES, Reference, cosine, http_caller, photo_jpeg, run_concurrently
+    from mt_photos_triton.bench.servers import adapter_process
+    from export.clip import IMAGE, TEXT
+    from mt_photos_triton.runtime.embedded import EmbeddedTriton
+
+    precision = "fp32" if variant == "gpu-fp32" else "auto"
+    cold = start_seconds(repository, precision)
+    warm = start_seconds(repository, precision)
+    print(f"{variant}: first start {cold:.1f} s, second start {warm:.1f} s "
+          f"(TensorRT engine build ~{max(cold - warm, 0.0):.1f} s)", flush=True)
+    photos = [photo_jpeg(seed) for seed in range(8)]
+    reference = Reference(model_dir)
+    server = EmbeddedTriton(
+        repository=repository, models=[IMAGE, TEXT], ports={"http": 0, "grpc": 0, "metrics": 0},
+        accelerator="gpu", precision=precision, ready_timeout_s=600.0,
+    )
+    with server, adapter_process(server.http_url, KEY, 120.0) as url:
+        image_call = http_caller(url, "/clip/img", lambda c, i: c.post_file("/clip/img", photos[i % len(photos)]))
+        text_call = http_caller(url, "/clip/txt", lambda c, i: c.post_json("/clip/txt", {"text": QUERIES[i % len(QUERIES)]}))
+        image_drift = min(cosine(image_call(i), reference.image(p)) for i, p in enumerate(photos))
+        text_drift = min(cosine(text_call(i), reference.text(q)) for i, q in enumerate(QUERIES))
+        print(f"{variant}: drift from fp32 on CPU, least cosine: /clip/img {image_drift:.6f}, "
+              f"/clip/txt {text_drift:.6f}", flush=True)
+        for route, call in (("/clip/img", image_call), ("/clip/txt", text_call)):
+            for concurrency in CONCURRENCY:
+                run_concurrently(call, concurrency, concurrency)  # warm-up
+                measure = run_concurrently(call, max(requests, concurrency), concurrency)
+                print(f"{variant}: {route} concurrency {concurrency:>2}: {measure.rate:8.1f} /s, "
+                      f"p50 {measure.p50:7.1f} ms, p99 {measure.percentile(99):7.1f} ms", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mt-photos-triton bench gpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the stand-ins and caches here")
+    parser.add_argument("--requests", type=int, default=128, help="requests per route and concurrency")
+    args = parser.parse_args(argv)
+    reason = missing_gpu()
+    if reason is not None:
+        print(f"bench gpu: dry run, nothing measured: {reason}")
+        return 0
+    from mt_photos_triton.bench.clip import prepare
+
+    workdir = args.workdir or Path(tempfile.gettempdir()) / "mt-photos-triton-bench-gpu"
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_dir, repository = prepare(workdir)
+    cache = workdir / "trt_cache"
+    shutil.rmtree(cache, ignore_errors=True)  # the first start then builds every engine: its time is measured
+    print(f"GPU variants of {', '.join(write_gpu_variants(repository, cache))}; TensorRT caches in {cache}", flush=True)
+    for variant in VARIANTS:
+        measure_variant(repository, model_dir, variant, args.requests)
+    return 0
