@@ -87,7 +87,9 @@ def measure_variant(repository: Path, model_dir: Path, variant: str, requests: i
     )
     with server, adapter_process(server.http_url, KEY, 120.0) as url:
         image_call = http_caller(url, "/clip/img", lambda c, i: c.post_file("/clip/img", photos[i % len(photos)]))
-        text_call = http_caller(url, "/clip/txt", lambda c, i: c.post_json("/clip/txt", {"text": QUERIES[i % len(QUERIES)]}))
+        text_call = http_caller(
+            url, "/clip/txt", lambda c, i: c.post_json("/clip/txt", {"text": QUERIES[i % len(QUERIES)]})
+        )
         image_drift = min(cosine(image_call(i), reference.image(p)) for i, p in enumerate(photos))
         text_drift = min(cosine(text_call(i), reference.text(q)) for i, q in enumerate(QUERIES))
         print(f"{variant}: drift from fp32 on CPU, least cosine: /clip/img {image_drift:.6f}, "

@@ -228,6 +228,12 @@ class EmbeddedTriton:
     def served_accelerator(self) -> tuple[str, str]:
         """(accelerator, precision) the server is started with: a GPU variant only where onnxruntime has the CUDA
         provider; otherwise one log line says the GPU variant is ignored and the CPU configs are served."""
+        from mt_photos_triton.runtime.container import config_name
+
+        try:
+            config_name(self.accelerator, self.precision)
+        except ValueError as error:
+            raise EmbeddedTritonError(str(error)) from None
         if self.accelerator != "gpu":
             return self.accelerator, self.precision
         providers = onnxruntime_providers()
@@ -253,6 +259,7 @@ class EmbeddedTriton:
     def start(self) -> EmbeddedTriton:
         bundle = locate_bundle()
         check_environment(bundle, self.python)
+        self.served_accelerator()  # refuses an unknown accelerator before anything is set up
         self.repository = Path(self.repository).resolve()
         if not self.repository.is_dir():
             raise EmbeddedTritonError(f"model repository {self.repository} does not exist")

@@ -20,6 +20,9 @@ TENSORRT = "TensorrtExecutionProvider"
 TRT_RENAMED = {"max_workspace_size_bytes": "trt_max_workspace_size"}
 TRT_PRECISIONS = {"FP32": {}, "FP16": {"trt_fp16_enable": "True"}, "INT8": {"trt_int8_enable": "True"}}
 
+# the backend's model parameter `cudnn_conv_algo_search` (0, 1, 2) as the CUDA provider spells it
+CUDNN_SEARCH = {"0": "EXHAUSTIVE", "1": "HEURISTIC", "2": "DEFAULT"}
+
 Provider = tuple[str, dict[str, str]]
 
 
@@ -50,6 +53,9 @@ def session_providers(
     if instance_kind.upper() != "GPU" or CUDA not in available:
         return [(CPU, {})]
     cuda: Provider = (CUDA, {"device_id": str(device_id)})
+    search = ((config.get("parameters") or {}).get("cudnn_conv_algo_search") or {}).get("string_value")
+    if search is not None:
+        cuda[1]["cudnn_conv_algo_search"] = CUDNN_SEARCH[search]
     for accelerator in gpu_accelerators(config):
         if accelerator.get("name") == "tensorrt":
             if TENSORRT not in available:

@@ -45,7 +45,10 @@ def test_fp32_embedding_model_does_not_enable_fp16() -> None:
 
 
 def test_cuda_variant_and_fallbacks() -> None:
-    assert [n for n, _ in session_providers(_as_triton_json("ocr_rec"), "GPU", 0, ALL)] == [CUDA, CPU]
+    assert session_providers(_as_triton_json("ocr_rec"), "GPU", 0, ALL) == [
+        (CUDA, {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC"}),
+        (CPU, {}),
+    ]
     # TensorRT asked for but not installed: CUDA; no CUDA provider at all, or a CPU instance: CPU
     assert [n for n, _ in session_providers(_as_triton_json("clip_visual"), "GPU", 0, [CUDA, CPU])] == [CUDA, CPU]
     assert session_providers(_as_triton_json("clip_visual"), "GPU", 0, [CPU]) == [(CPU, {})]
@@ -92,3 +95,9 @@ def test_bench_gpu_dry_run_without_cuda(
     out = capsys.readouterr().out
     assert "dry run, nothing measured" in out and CUDA in out
     assert not (tmp_path / "work").exists(), "a dry run exports nothing"
+
+
+def test_an_unknown_accelerator_is_refused_with_a_reason() -> None:
+    server = EmbeddedTriton(repository=ROOT / "model_repository", models=[], accelerator="tpu", ports=PORTS)
+    with pytest.raises(embedded.EmbeddedTritonError, match="ACCELERATOR='tpu'"):
+        server.command(Path("/backends"))

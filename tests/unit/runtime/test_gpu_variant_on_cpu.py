@@ -43,7 +43,8 @@ def test_gpu_variant_is_ignored_on_cpu(tmp_path: Path, caplog: pytest.LogCapture
     assert "KIND_GPU" in (tmp_path / "double" / "configs" / "gpu.pbtxt").read_text()
     _doubling_model(tmp_path / "double" / "1" / "model.onnx")
 
-    server = EmbeddedTriton(repository=tmp_path, models=["double"], accelerator="gpu", ports={"http": 0, "grpc": 0, "metrics": 0})
+    ports = {"http": 0, "grpc": 0, "metrics": 0}
+    server = EmbeddedTriton(repository=tmp_path, models=["double"], accelerator="gpu", ports=ports)
     with caplog.at_level(logging.WARNING, logger=embedded.__name__), server:
         client = triton_http.InferenceServerClient(server.http_url)
         data = np.arange(8, dtype=np.float32).reshape(2, 4)
