@@ -20,7 +20,7 @@ KIND_CPU = model_config_pb2.ModelInstanceGroup.KIND_CPU
 KIND_AUTO = model_config_pb2.ModelInstanceGroup.KIND_AUTO  # Triton's default: each GPU when there is one, else CPU
 
 # Accelerated variants of an onnxruntime model, chosen by `tritonserver --model-config-name=<name>` (the
-# compose GPU / OpenVINO files set it); the native backend reads these, the embedded one ignores them.
+# compose GPU / OpenVINO files set it, and the embedded server for `gpu` where onnxruntime-gpu is installed).
 VARIANTS_DIR = "configs"
 
 # Backpressure at the door: a python model that a client's request reaches first (the OCR and faces BLS models,
@@ -87,7 +87,7 @@ def serving_cores() -> int:
 
 # TensorRT caches live on a volume that compose mounts (docker-compose.gpu.yml: `trt_cache`), so engines are
 # built once, on the first load after an export, not at every start; each model and precision has its own
-# directory (engine names carry a hash of the graph, not of the precision).
+# directory, so an fp16 and an fp32 engine of one model never take each other's place.
 TRT_CACHE_DIR = "/trt_cache"
 GPU_VARIANT = "gpu"
 GPU_FP32_VARIANT = "gpu-fp32"  # TRT_PRECISION=fp32 selects it: every TensorRT model in fp32

@@ -31,6 +31,7 @@ def config_name(accelerator: str, precision: str = "auto") -> str | None:
         raise ValueError(f"TRT_PRECISION={precision!r}: expected one of {', '.join(PRECISIONS)}")
     if accelerator == "cpu":
         return None
+    # the names export/configs.py writes (GPU_VARIANT, GPU_FP32_VARIANT); runtime does not import export
     return "gpu-fp32" if accelerator == "gpu" and precision == "fp32" else accelerator
 
 
