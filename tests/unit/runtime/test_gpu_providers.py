@@ -101,3 +101,14 @@ def test_an_unknown_accelerator_is_refused_with_a_reason() -> None:
     server = EmbeddedTriton(repository=ROOT / "model_repository", models=[], accelerator="tpu", ports=PORTS)
     with pytest.raises(embedded.EmbeddedTritonError, match="ACCELERATOR='tpu'"):
         server.command(Path("/backends"))
+
+
+def test_bench_writes_variants_with_caches_in_its_work_directory(tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("face_rec", "faces"):
+        shutil.copytree(ROOT / "model_repository" / name, tmp_path / "repo" / name, ignore=shutil.ignore_patterns("1"))
+    assert bench_gpu.write_gpu_variants(tmp_path / "repo", tmp_path / "cache") == ["face_rec"]
+    assert not (tmp_path / "repo" / "faces" / "configs").exists()
+    text = (tmp_path / "repo" / "face_rec" / "configs" / "gpu.pbtxt").read_text()
+    assert f"{tmp_path}/cache/face_rec/fp32" in text and "/trt_cache" not in text
