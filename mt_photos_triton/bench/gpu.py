@@ -69,7 +69,8 @@ def start_seconds(repository: Path, precision: str) -> float:
 
 
 def measure_variant(repository: Path, model_dir: Path, variant: str, requests: int) -> None:
-    from mt_photos_triton.bench.clip import KEY, QUERIES, Reference, cosine, http_caller, photo_jpeg, run_concurrently
+    from mt_photos_triton.bench.clip import KEY, QUERIES, Reference, cosine, photo_jpeg, run_concurrently
+    from mt_photos_triton.bench.client import BenchClient
     from mt_photos_triton.bench.servers import adapter_process
     from export.clip import IMAGE, TEXT
     from mt_photos_triton.runtime.embedded import EmbeddedTriton
@@ -86,10 +87,14 @@ def measure_variant(repository: Path, model_dir: Path, variant: str, requests: i
         accelerator="gpu", precision=precision, ready_timeout_s=600.0,
     )
     with server, adapter_process(server.http_url, KEY, 120.0) as url:
-        image_call = http_caller(url, "/clip/img", lambda c, i: c.post_file("/clip/img", photos[i % len(photos)]))
-        text_call = http_caller(
-            url, "/clip/txt", lambda c, i: c.post_json("/clip/txt", {"text": QUERIES[i % len(QUERIES)]})
-        )
+        client = BenchClient(url, KEY, timeout_s=120, connections=max(CONCURRENCY))  # one connection per caller
+
+        def image_call(index: int) -> list[str]:
+            return client.post_file("/clip/img", photos[index % len(photos)])["result"]
+
+        def text_call(index: int) -> list[str]:
+            return client.post_json("/clip/txt", {"text": QUERIES[index % len(QUERIES)]})["result"]
+
         image_drift = min(cosine(image_call(i), reference.image(p)) for i, p in enumerate(photos))
         text_drift = min(cosine(text_call(i), reference.text(q)) for i, q in enumerate(QUERIES))
         print(f"{variant}: drift from fp32 on CPU, least cosine: /clip/img {image_drift:.6f}, "
