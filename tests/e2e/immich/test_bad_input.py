@@ -1,4 +1,5 @@
-"""Bad `/predict` requests over HTTP on the real service: immich's statuses and `{"detail": ...}` bodies."""
+"""Bad `/predict` requests over HTTP on the real service: immich's statuses and `{"detail": ...}` bodies (on
+generated images: all run from a plain clone)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.e2e.immich.conftest import CLIP_MODEL
-from tests.e2e.immich.test_predict import CLIP_TEXTUAL, CLIP_VISUAL, FACES, answer, ocr_entries, predict
+from tests.e2e.immich.test_predict import CLIP_TEXTUAL, CLIP_VISUAL, FACES, answer, ocr_entries, one_face, predict
 from tests.e2e.service.support import Service
 
 pytestmark = pytest.mark.e2e
@@ -107,5 +108,5 @@ def test_oversized_image_is_refused_from_its_header(immich_service: Service, ent
 
 
 def test_the_service_still_answers_after_bad_requests(immich_service: Service, fixtures: Path) -> None:
-    data = (fixtures / "images" / "faces" / "obama.jpg").read_bytes()
+    data = one_face(fixtures)
     assert answer(predict(immich_service, FACES, image=data))["facial-recognition"]
