@@ -135,7 +135,9 @@ class Service:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"serve was not ready in {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+        tail = self.log_tail()
+        self.stop()  # a service that never came up must not outlive its test (its stubs and shm regions would)
+        raise RuntimeError(f"serve was not ready in {START_TIMEOUT_S:.0f} s:\n{tail}")
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
