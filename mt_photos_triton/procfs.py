@@ -43,6 +43,27 @@ def processes() -> Iterator[Process]:
         )
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid`'s children, grandchildren, ... (a server started in its own session is found by walking parents)."""
+    children: dict[int, list[int]] = {}
+    for process in processes():
+        children.setdefault(process.ppid, []).append(process.pid)
+    found, frontier = [], [pid]
+    while frontier:
+        below = children.get(frontier.pop(), [])
+        found += below
+        frontier += below
+    return found
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of `pid` (None once it is gone)."""
+    try:
+        return int((PROC / str(pid) / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def runnable_threads(loadavg: str | None = None) -> int | None:
     """Threads runnable right now on this machine, the caller included: the 'running' of /proc/loadavg's fourth
     field ("2/78"). None where that cannot be read."""

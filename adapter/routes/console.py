@@ -28,7 +28,7 @@ from adapter.responses import json_response
 from adapter.settings import Settings
 from mt_photos_triton import __version__
 from mt_photos_triton.families import family_of
-from mt_photos_triton.procfs import PROC, processes
+from mt_photos_triton.procfs import descendants, processes, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +92,13 @@ def default_describer(settings: Settings) -> ModelDescriber:
 # --- memory, exposed in /metrics and read back from the registry like every other figure -----------------------
 
 
-def rss_bytes(pid: int) -> int | None:
-    try:
-        return int((PROC / str(pid) / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def triton_rss(parent: int) -> int | None:
     """Resident memory of a Triton server running below `parent` (embedded), with its python-model stubs."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for process in processes():
-        children.setdefault(process.ppid, []).append(process.pid)
-        names[process.pid] = os.path.basename(process.argv[0]) if process.argv else ""
-    below, frontier = [], [parent]
-    while frontier:
-        frontier += (found := children.get(frontier.pop(), []))
-        below += found
-    servers = [pid for pid in below if names.get(pid) == TRITON_PROCESS]
+    names = {process.pid: os.path.basename(process.argv[0]) for process in processes() if process.argv}
+    servers = [pid for pid in descendants(parent) if names.get(pid) == TRITON_PROCESS]
     if not servers:
         return None
-    members, frontier = set(servers), list(servers)
-    while frontier:
-        frontier += (found := children.get(frontier.pop(), []))
-        members.update(found)
+    members = {member for server in servers for member in (server, *descendants(server))}
     return sum(rss_bytes(pid) or 0 for pid in members)
 
 

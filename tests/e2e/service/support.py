@@ -28,7 +28,7 @@ import httpx
 from PIL import Image, ImageDraw
 
 from mt_photos_triton.runtime.embedded import free_port
-from mt_photos_triton.procfs import processes
+from mt_photos_triton.procfs import descendants, processes, rss_bytes
 from tests.faces_support import face_detector, standin_face_image
 
 KEY = "service-test-key"
@@ -66,16 +66,6 @@ def build_repository(target: Path, fixtures: Path, work: Path) -> Path:
     return target
 
 
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def pss_bytes(pid: int) -> int:
     """Proportional set size: each page shared by N processes counts 1/N (so a tree's sum counts shared
     libraries and shared-memory regions once)."""
@@ -86,19 +76,6 @@ def pss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def descendants(pid: int) -> list[int]:
-    """`pid`'s children, grandchildren, ... (the server runs in its own session, so walk parents)."""
-    children: dict[int, list[int]] = {}
-    for process in processes():
-        children.setdefault(process.ppid, []).append(process.pid)
-    found, frontier = [], [pid]
-    while frontier:
-        below = children.get(frontier.pop(), [])
-        found += below
-        frontier += below
-    return found
 
 
 @dataclass
@@ -156,11 +133,11 @@ class Service:
 
     def adapter_rss(self) -> int:
         assert self.process is not None
-        return rss_bytes(self.process.pid)
+        return rss_bytes(self.process.pid) or 0
 
     def total_rss(self) -> int:
         assert self.process is not None
-        return sum(rss_bytes(p) for p in [self.process.pid, *descendants(self.process.pid)])
+        return sum(rss_bytes(p) or 0 for p in [self.process.pid, *descendants(self.process.pid)])
 
     def total_pss(self) -> int:
         """The served tree's memory (adapter, tritonserver, python stubs), shared pages counted once."""
