@@ -35,7 +35,7 @@ class Watchdog:
         while not self._stop.wait(CHECK_INTERVAL_S):
             if self.server.alive():
                 continue
-            log.error("the embedded Triton server died (%s); restarting in %.0f s", self.server.exit_code, delay)
+            log.error("the embedded Triton server died (%s); restarting in %.1f s", self.server.exit_code, delay)
             if self._stop.wait(delay):
                 return
             self.server.stop()
@@ -45,6 +45,7 @@ class Watchdog:
                 log.error("restart failed: %s", error)
                 delay = min(delay * 2, self.max_delay_s)
                 continue
+            # Log before counting: whoever waits on the count then finds the message already written.
+            log.warning("the embedded Triton server is back (restart %d)", self.restarts + 1)
             self.restarts += 1
-            log.warning("the embedded Triton server is back (restart %d)", self.restarts)
             delay = self.first_delay_s
