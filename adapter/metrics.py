@@ -1,5 +1,5 @@
 """Prometheus metrics of the adapter: requests and latency by route and outcome, in flight, rejections,
-per-backend health. One registry per app (no module-level state).
+per-backend health, and the served tree's memory. One registry per app (no module-level state).
 
 The middleware sees every HTTP request (404s and 413s included) and its status; what an inference route
 answered inside a 200 is told to it by the inference path (`record_outcome`), not read back from the body.
@@ -7,12 +7,16 @@ answered inside a 200 is told to it by the inference path (`record_outcome`), no
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mt_photos_triton.procfs import tree_memory
 
 ROUTES = frozenset(
     {"/", "/check", "/ping", "/restart", "/restart_v2", "/clip/img", "/clip/txt", "/ocr", "/represent",
@@ -32,9 +36,28 @@ def record_outcome(scope: MutableMapping[str, Any], reason: str) -> None:
     scope[OUTCOME_KEY] = reason
 
 
+class ServedTreeMemory:
+    """`mtphotos_served_tree_memory_bytes{measure="pss"|"rss"}`: the memory of this process and every process
+    below it, read at each scrape. Under `serve` with the embedded server that is the whole served tree (adapter,
+    tritonserver, one stub per python model instance): PSS counts the pages they share once (what the tree costs
+    the machine); RSS counts them once per process. With Triton elsewhere it is the adapter alone."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        memory = tree_memory(os.getpid())
+        family = GaugeMetricFamily(
+            "mtphotos_served_tree_memory_bytes",
+            "memory of the adapter and the processes below it (embedded Triton and its stubs), pss or rss",
+            labels=["measure"],
+        )
+        family.add_metric(["pss"], memory.pss)
+        family.add_metric(["rss"], memory.rss)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(ServedTreeMemory())
         self.requests = Counter(
             "mtphotos_requests", "HTTP requests by route and outcome (ok, error = the spec's msg body, http_NNN)",
             ["route", "outcome"], registry=self.registry,

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure us and the in-process reference side by side")
     bench.add_argument(
-        "family", choices=[*FAMILIES, "predict", "gpu"], help="a family, immich's /predict vs MT routes, or gpu"
+        "family", choices=[*FAMILIES, "predict", "gpu", "memory"],
+        help="a family, immich's /predict vs MT routes, gpu, or memory (every family loaded)",
     )
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that family's bench (see --help)")
     return parser

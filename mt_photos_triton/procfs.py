@@ -64,6 +64,38 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
+def pss_bytes(pid: int) -> int | None:
+    """Proportional set size of `pid` (smaps_rollup's Pss): each page shared by N processes counts 1/N, so a
+    tree's sum counts shared libraries, page-cache mappings and shared-memory regions once. None once it is gone
+    (or where smaps_rollup cannot be read: kernels before 4.14, another user's process)."""
+    try:
+        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class TreeMemory:
+    """The memory of a process tree: PSS (shared pages counted once) and RSS (each process's whole resident set),
+    summed over `processes` processes."""
+
+    pss: int
+    rss: int
+    processes: int
+
+
+def tree_memory(*roots: int) -> TreeMemory:
+    """The roots and their descendants, each process once (the served tree: `serve`'s process with the embedded
+    tritonserver and every python-model stub below it; or, in a bench, the server and the adapter's process)."""
+    members = list(dict.fromkeys(member for root in roots for member in (root, *descendants(root))))
+    pss = [value for member in members if (value := pss_bytes(member)) is not None]
+    rss = [value for member in members if (value := rss_bytes(member)) is not None]
+    return TreeMemory(pss=sum(pss), rss=sum(rss), processes=len(rss))
+
+
 def runnable_threads(loadavg: str | None = None) -> int | None:
     """Threads runnable right now on this machine, the caller included: the 'running' of /proc/loadavg's fourth
     field ("2/78"). None where that cannot be read."""

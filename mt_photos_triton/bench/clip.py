@@ -253,8 +253,11 @@ def main(argv: list[str]) -> int:
     def text_request(client: Any, index: int) -> Any:
         return client.post_json("/clip/txt", {"text": QUERIES[index % len(QUERIES)]})
 
+    from mt_photos_triton.bench.memory import Sources, report_for, served_tree
+
     results: dict[tuple[str, str, int], Measure] = {}
     with Served(repository) as served:
+        served_start = served_tree()
         image_call = http_caller(served.url, "/clip/img", image_request)
         text_call = http_caller(served.url, "/clip/txt", text_request)
         # same vectors as the reference (sanity: a bench of something else would mean nothing)
@@ -265,7 +268,9 @@ def main(argv: list[str]) -> int:
         for concurrency in CONCURRENCY:
             results.update(compare("img", image_call, reference_image, args.images, concurrency, args.rounds))
             results.update(compare("txt", text_call, reference_text, args.queries, concurrency, args.rounds))
+        served_after = served_tree()
     print_table(results, os.cpu_count() or 0)
+    report_for(Sources(clip=model_dir), served_start, served_after, "clip")
     return 0
 
 

@@ -110,6 +110,13 @@ def http_call(url: str, data: bytes) -> Callable[[], int]:
 
 
 def reference_call(pack: Path, data: bytes) -> Callable[[], int]:
+    reference = reference_faces(pack)
+    return lambda: reference(data)
+
+
+def reference_faces(pack: Path) -> Callable[[bytes], int]:
+    """insightface's SCRFD + norm_crop + ArcFaceONNX on the pack's files, sessions made once; the call takes a
+    photo's bytes and returns its face count."""
     import warnings
 
     import cv2
@@ -127,7 +134,7 @@ def reference_call(pack: Path, data: bytes) -> Callable[[], int]:
     recognizer.prepare(-1)
     warnings.filterwarnings("ignore", category=FutureWarning)  # skimage's estimate(), inside norm_crop
 
-    def call() -> int:
+    def call(data: bytes) -> int:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         _, landmarks = detector.detect(image, input_size=size)
         for kps in landmarks:
@@ -189,6 +196,7 @@ def main(argv: list[str]) -> int:
     detector = args.detector or largest_detector()
 
     from export import faces as faces_export
+    from mt_photos_triton.bench.memory import Sources, report_for, served_tree
     from mt_photos_triton.runtime.embedded import EmbeddedTriton
 
     with tempfile.TemporaryDirectory(prefix="mtpt-bench-faces-") as scratch:
@@ -198,6 +206,7 @@ def main(argv: list[str]) -> int:
         print(f"detector {detector.name}, recogniser IResNet-50 stand-in (random weights, {os.cpu_count()} CPUs)")
         rows = []
         with EmbeddedTriton(repository=repository, models=None) as server, adapter(server.http_url) as url:
+            served_start = served_tree()
             for name, data in photos().items():
                 ours, reference = http_call(url, data), reference_call(pack, data)
                 ceiling = models_only_call(pack, data, reference())
@@ -213,7 +222,9 @@ def main(argv: list[str]) -> int:
                         measure(reference, per_round, level, theirs)
                         measure(ceiling, per_round, level, bare)
                     rows.append((name, level, mine.run(), theirs.run(), bare.run()))
-    print_table(rows)
+            served_after = served_tree()
+        print_table(rows)
+        report_for(Sources(faces=pack), served_start, served_after, "faces")
     return 0
 
 

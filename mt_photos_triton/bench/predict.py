@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mt_photos_triton.bench import clip, faces
+from mt_photos_triton.bench.memory import Sources, report_for
+from mt_photos_triton.procfs import TreeMemory
 
 CONCURRENCY = (1, 4)
 KEY = clip.KEY
@@ -187,14 +189,20 @@ def main(argv: list[str]) -> int:
             workdir = args.workdir or Path(tempfile.gettempdir()) / "mt-photos-triton-bench-predict"
         workdir.mkdir(parents=True, exist_ok=True)
         repository, with_faces = prepare(workdir, args.quick)
-        rows = run_cases(repository, with_faces, args.requests, args.rounds, args.warmup, levels)
-    print_table(rows, "tiny stand-ins (--quick)" if args.quick else "full-size stand-ins")
+        rows, served_start, served_after = run_cases(
+            repository, with_faces, args.requests, args.rounds, args.warmup, levels
+        )
+        print_table(rows, "tiny stand-ins (--quick)" if args.quick else "full-size stand-ins")
+        clip_source = workdir / ("clip-stand-in" if args.quick else "stand-in")
+        sources = Sources(clip=clip_source, faces=workdir / "faces-pack" if with_faces else None)
+        report_for(sources, served_start, served_after, "predict (clip and faces on one server)")
     return 0
 
 
 def run_cases(
     repository: Path, with_faces: bool, requests: int, rounds: int, warmup: int, levels: list[int]
-) -> list[tuple[str, int, faces.Run, faces.Run]]:
+) -> tuple[list[tuple[str, int, faces.Run, faces.Run]], TreeMemory, TreeMemory]:
+    """The rows of the table, and the served tree's memory after start and after the cases."""
     from export.clip import IMAGE
     from export.faces import FACES_MODEL
     from mt_photos_triton.bench.client import BenchClient
@@ -206,8 +214,11 @@ def run_cases(
         faces_name = served_name(repository, FACES_MODEL)
         cases += [(f"faces {label.split(' (')[0]}", faces_calls, check_faces, faces_name, data)
                   for label, data in faces.photos().items()]
+    from mt_photos_triton.bench.memory import served_tree
+
     rows = []
     with serving(repository) as url:
+        served_start = served_tree()
         client = BenchClient(url, KEY, timeout_s=120)
         for name, calls, check, model, data in cases:
             mt, predict = calls(client, model, data)
@@ -215,7 +226,8 @@ def run_cases(
             for _ in range(warmup):
                 mt(), predict()
             rows += [(name, level, *alternate(mt, predict, requests, rounds, level)) for level in levels]
-    return rows
+        served_after = served_tree()
+    return rows, served_start, served_after
 
 
 def print_table(rows: list[tuple[str, int, faces.Run, faces.Run]], models: str) -> None:
