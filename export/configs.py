@@ -34,6 +34,15 @@ QUEUE_TIMEOUT_US = 30_000_000
 # gets at least two instances (cheap python processes), and the onnxruntime models behind them, which carry the
 # heavy weights, no policy: their queues are fed only by the bounded models.
 ENTRY_INSTANCES = 2
+# Each instance of an onnxruntime model is a session of its own holding its own copy of the weights (a stub
+# process each in the embedded server; a session each in the native backend too): a model gets a second instance
+# only where a bench showed it pays for that copy (docs/memory.md).
+# A model whose inputs vary a lot in size (a batch of 1 to 64 faces, a photo's page at its own size) keeps in its
+# onnxruntime arena the largest run it has seen unless the arena shrinks after each run: the native backend's
+# run option, which the embedded one reads too. Not set on the CLIP encoders (their inputs vary little, and every
+# run would pay to grow the arena again).
+ARENA_SHRINKAGE_PARAMETER = "memory.enable_memory_arena_shrinkage"
+ARENA_SHRINKAGE_CPU = "cpu:0"
 
 
 def new_config(name: str, family: str, max_batch_size: int, *, backend: str = "", platform: str = "") -> ModelConfig:
@@ -67,6 +76,11 @@ def set_parameters(config: ModelConfig, values: Mapping[str, object]) -> None:
 def serves(config: ModelConfig, model: str) -> None:
     """An entry model names the model it serves (the adapter reports it; `serve` compares it with the variables)."""
     config.parameters[SERVED_MODEL_PARAMETER].string_value = model
+
+
+def shrink_arena(config: ModelConfig) -> None:
+    """The model's CPU arena gives back, after each run, what that run no longer holds (see above)."""
+    config.parameters[ARENA_SHRINKAGE_PARAMETER].string_value = ARENA_SHRINKAGE_CPU
 
 
 def bound_queue(config: ModelConfig) -> None:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from export import record
 from export.common import ExportError, ExportResult
 from export.configs import (
-    ENTRY_INSTANCES, KIND_AUTO, add_tensor, bound_queue, instances, new_config, serves, set_parameters, write_config,
+    ENTRY_INSTANCES, KIND_AUTO, add_tensor, bound_queue, instances, new_config, serves, set_parameters,
+    shrink_arena, write_config,
 )
 from export.faces_graph import (
     ALIGNED_SIZE, DETECTOR_INPUT_SIZE, DetectorInfo, RecognizerInfo, batch_detector, batch_recognizer,
@@ -67,17 +68,19 @@ DETECTOR_MAX_BATCH = 8
 RECOGNIZER_MAX_BATCH = 64
 ENTRY_MAX_BATCH = 8
 ENTRY_QUEUE_DELAY_US = 500
-# instances per model: two let one image's recognition overlap the next one's detection (and two executes of
-# the same model run side by side on multi-core CPUs); Triton places them on each GPU when there is one
-MODEL_INSTANCES = 2
+# instances per model: one. Each instance holds its own copy of the weights (the IResNet-50's 174 MB and its
+# arena: 0.6 GB a stub after a load), and one image's recognition still overlaps the next one's detection (two
+# models); on the 2-4 cores users run, a second instance of the same model only shares those cores with the
+# first (its two intra-op threads already use them). Triton places it on each GPU when there is one.
+MODEL_INSTANCES = 1
 # two onnxruntime threads per instance: with idle pool threads not spinning (the embedded backend's default)
 # one request uses both cores and concurrent ones share them; `bench faces` on 2 quiet cores went from
 # 0.68/0.92x (1 face) and 0.55/1.05x (6 faces) at concurrency 1/4 with one thread to 0.92/0.95x and 1.10/1.12x
 INTRA_OP_THREADS = 2
-# `faces` instances: more than the ONNX ones, so that while some decode, letterbox and align (python, one
-# core each) others keep the detector and recogniser busy (bench faces, 1-face photo at concurrency 4: +8 %);
-# at least the ENTRY_INSTANCES a bounded queue needs (export/configs.py)
-ENTRY_MODEL_INSTANCES = max(4, ENTRY_INSTANCES)
+# `faces` instances: the ENTRY_INSTANCES a bounded queue needs (export/configs.py), so that while one decodes,
+# letterboxes and aligns (python, one core) the other keeps the detector and recogniser busy. Four measured +8 %
+# on a 1-face photo at concurrency 4 when the ONNX models had two instances each; each costs ~50 MB (docs/memory.md)
+ENTRY_MODEL_INSTANCES = ENTRY_INSTANCES
 SELF_CHECK_BOX_PX = 0.5
 SELF_CHECK_SCORE = 1e-4
 SELF_CHECK_COSINE = 0.9999
@@ -177,6 +180,9 @@ def detector_parameters(info: DetectorInfo) -> dict[str, object]:
 
 def recognizer_config(info: RecognizerInfo) -> ModelConfig:
     config = _encoder(RECOGNIZER_MODEL, RECOGNIZER_MAX_BATCH)
+    # 1 to 64 faces a run: the arena gives back a large batch (free here: a batch-1 run took 72 vs 74 ms with and
+    # without, 6 faces 885 vs 983 ms, 2 cores); not on face_det, whose batch-1 run took 38-55 % longer with it
+    shrink_arena(config)
     add_tensor(config.input, "image", "TYPE_FP32", [3, ALIGNED_SIZE, ALIGNED_SIZE])
     add_tensor(config.output, "embedding", "TYPE_FP32", [info.embedding_size])
     set_parameters(config, recognizer_parameters(info))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mt_photos_triton.procfs import TreeMemory, processes, tree_memory
+from mt_photos_triton.procfs import TreeMemory, descendants, processes, pss_bytes, tree_memory
 
 MIB = 2**20
 LEVELS = (1, 4)
@@ -62,6 +62,27 @@ def served_tree() -> TreeMemory:
     adapter's process (the reference's process is never running when this is read)."""
     me = os.getpid()
     return tree_memory(*[process.pid for process in processes() if process.ppid == me])
+
+
+def served_breakdown() -> dict[str, list[int]]:
+    """PSS of each process of the served tree by what it serves: a stub by its model's folder name (one entry per
+    instance), the server as "tritonserver", everything else (the adapter) by its command."""
+    me = os.getpid()
+    roots = [process.pid for process in processes() if process.ppid == me]
+    members = {member for root in roots for member in (root, *descendants(root))}
+    found: dict[str, list[int]] = {}
+    for process in processes():
+        if process.pid not in members or not process.argv:
+            continue
+        program = os.path.basename(process.argv[0])
+        if program == "triton_python_backend_stub" and len(process.argv) > 1:
+            label = Path(process.argv[1]).parents[1].name
+        elif program == "tritonserver":
+            label = program
+        else:
+            label = "adapter"
+        found.setdefault(label, []).append(pss_bytes(process.pid) or 0)
+    return found
 
 
 def inputs(sources: Sources) -> dict[str, Any]:
@@ -166,9 +187,11 @@ class MemoryReport:
     title: str
     served: dict[str, TreeMemory] = field(default_factory=dict)
     reference: ReferenceMemory | None = None
+    breakdown: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def read(self, moment: str) -> TreeMemory:
         self.served[moment] = served_tree()
+        self.breakdown[moment] = served_breakdown()
         return self.served[moment]
 
     def print(self) -> None:
@@ -185,6 +208,12 @@ class MemoryReport:
             print(f"{moment:<12} {ours.pss / MIB:>9.0f} {ours.rss / MIB:>9.0f} {ours.processes:>5} | {ref} | {ratio}")
         if self.reference is not None:
             print(f"reference peak RSS (VmHWM) {self.reference.peak_rss / MIB:.0f} MiB")
+        moments = list(self.breakdown)
+        if moments:
+            print(f"ours by process (PSS MiB, one figure per instance): {' -> '.join(moments)}")
+            for label in sorted(self.breakdown[moments[-1]], key=lambda k: -sum(self.breakdown[moments[-1]][k])):
+                figures = [" + ".join(f"{v / MIB:.0f}" for v in self.breakdown[m].get(label, [])) for m in moments]
+                print(f"  {label:<24} {' -> '.join(figures)}")
 
 
 def report_for(sources: Sources, served_start: TreeMemory, served_after: TreeMemory, title: str) -> None:

@@ -23,9 +23,10 @@ CONCURRENCY = 8
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "60"))
 
 
-def _sample_peak(service: Service, stop: threading.Event, peak: list[int]) -> None:
+def _sample_peak(service: Service, stop: threading.Event, peak: dict[str, int]) -> None:
     while not stop.wait(0.5):
-        peak[0] = max(peak[0], service.total_rss())
+        peak["pss"] = max(peak["pss"], service.total_pss())
+        peak["rss"] = max(peak["rss"], service.total_rss())
 
 
 def _metric(text: str, route: str, outcome: str) -> float:
@@ -35,7 +36,8 @@ def _metric(text: str, route: str, outcome: str) -> float:
 
 
 def test_load_mixed_routes(service: Service, mix: list[Call]) -> None:
-    peak = [service.total_rss()]
+    start = {"pss": service.total_pss(), "rss": service.total_rss()}
+    peak = dict(start)
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_peak, args=(service, stop, peak), daemon=True)
     sampler.start()
@@ -49,8 +51,11 @@ def test_load_mixed_routes(service: Service, mix: list[Call]) -> None:
     latencies = [o.seconds for o in outcomes]
     print(f"\nload: {len(outcomes)} requests in {elapsed:.1f} s at concurrency {CONCURRENCY}: "
           f"{len(outcomes) / elapsed:.1f} req/s, p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, peak memory (adapter + Triton + stubs) "
-          f"{peak[0] / 2**20:.0f} MiB, malformed or missing {len(bad)}")
+          f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, malformed or missing {len(bad)}")
+    # the served tree (adapter, tritonserver, every stub): PSS counts shared pages once, RSS once per process
+    print(f"  memory of the served tree: after start {start['pss'] / 2**20:.0f} MiB PSS "
+          f"({start['rss'] / 2**20:.0f} MiB RSS), peak under load {peak['pss'] / 2**20:.0f} MiB PSS "
+          f"({peak['rss'] / 2**20:.0f} MiB RSS)")
     for route in sorted({o.route for o in outcomes}):
         mine = [o.seconds for o in outcomes if o.route == route]
         print(f"  {route:<11} {len(mine):>5} requests, p50 {percentile(mine, 0.5) * 1000:6.0f} ms, "

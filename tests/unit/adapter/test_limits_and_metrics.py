@@ -50,6 +50,14 @@ def test_metrics_count_requests_by_route_and_outcome() -> None:
     assert _metric(text, "mtphotos_request_seconds_count", route="/check") == 4
 
 
+def test_metrics_expose_the_served_trees_memory() -> None:
+    with TestClient(create_app(Settings(), backend_factory=lambda _: FakeBackend())) as client:
+        text = client.get("/metrics").text
+    pss = _metric(text, "mtphotos_served_tree_memory_bytes", measure="pss")
+    rss = _metric(text, "mtphotos_served_tree_memory_bytes", measure="rss")
+    assert 10 * 2**20 < pss <= rss  # this test process at least (a Python interpreter with the adapter loaded)
+
+
 def _png() -> bytes:
     import io
 
