@@ -54,9 +54,9 @@ def test_a_shrinking_arena_gives_back_a_large_batch(triton: TritonHarness, varia
     growth, answers = {}, {}
     for variant in VARIANTS:
         model = f"scrfd_{variant}"
-        answers[variant] = infer(triton.client, model, small, BATCHED_OUTPUTS)
+        answers[variant] = infer(triton.client(), model, small, BATCHED_OUTPUTS)
         before = stub_pss(variants[variant])
-        infer(triton.client, model, large, BATCHED_OUTPUTS)
+        infer(triton.client(), model, large, BATCHED_OUTPUTS)
         growth[variant] = stub_pss(variants[variant]) - before
     print(f"\nstub PSS growth after a batch of {LARGE_BATCH}: "
           + ", ".join(f"{variant} {value / MIB:.0f} MiB" for variant, value in growth.items()))
