@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mt_photos_triton.procfs import processes
+from mt_photos_triton.procfs import listens_on, processes
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +303,11 @@ class EmbeddedTriton:
         except urllib.error.HTTPError as error:
             return int(error.code)
 
+    def _listening(self) -> bool:
+        """Our own tritonserver holds the listening socket on our HTTP port (it logs "Started HTTPService"
+        before its bind can still fail, so the log is no proof)."""
+        return self._process is not None and listens_on(self._process.pid, self.ports["http"])
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
@@ -311,8 +316,10 @@ class EmbeddedTriton:
                 raise EmbeddedTritonError(
                     f"tritonserver exited with code {code} before it was ready; its log ends:\n{self.log_tail()}"
                 )
+            # Ready only once our own process listens on our port: another server that holds the port
+            # (our bind then fails) would otherwise answer the health check in its place.
             with contextlib.suppress(OSError):
-                if self._get("/v2/health/ready") == 200:
+                if self._listening() and self._get("/v2/health/ready") == 200 and self.alive():
                     return
             time.sleep(0.1)
         raise EmbeddedTritonError(
