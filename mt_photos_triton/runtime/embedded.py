@@ -186,6 +186,7 @@ class EmbeddedTriton:
     _log_file: IO[bytes] | None = field(default=None, init=False, repr=False)
     _shm_before: set[str] = field(default_factory=set, init=False, repr=False)
     _gpu_ignored_logged: bool = field(default=False, init=False, repr=False)
+    _served_repository: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -209,7 +210,7 @@ class EmbeddedTriton:
 
         return [
             str(locate_bundle().binary),
-            *server_flags(self.repository, self.models_to_load(), *self.served_accelerator()),
+            *server_flags(self._served_repository or self.repository, self.models_to_load(), *self.served_accelerator()),
             f"--backend-directory={backend_dir}",
             f"--http-address={LOOPBACK}",
             f"--http-port={self.ports['http']}",
@@ -266,6 +267,7 @@ class EmbeddedTriton:
         self.ports = choose_ports(self.ports or None)  # a restart keeps its ports where they are still free
         self._workdir = Path(tempfile.mkdtemp(prefix="mt-photos-triton-"))
         backend_dir = assemble_backends(bundle, self._workdir / "backends")
+        self._served_repository = self._spaceless(self.repository)
         env = dict(os.environ)
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(bundle.libs), env.get("LD_LIBRARY_PATH")]))
@@ -288,6 +290,17 @@ class EmbeddedTriton:
             self.stop()
             raise
         return self
+
+    def _spaceless(self, repository: Path) -> Path | None:
+        """A path without whitespace for a repository whose path has some: the python backend's stub is started
+        with the model's path in its command line and cannot parse one that holds a space. None when not needed."""
+        if not any(character.isspace() for character in str(repository)):
+            return None
+        assert self._workdir is not None
+        link = self._workdir / "repository"
+        link.symlink_to(repository, target_is_directory=True)
+        log.info("serving %s through %s (the python backend cannot start under a path with a space)", repository, link)
+        return link
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
