@@ -134,3 +134,35 @@ def test_answers_through_the_stand_in_files_are_the_reference_s(mtphotos_dir: Pa
     for text in MT_TEXTS[:8]:
         vector = textual.run(None, {"text": tokenizer([text])[0].astype(np.int64)})[0][0]
         assert clip_strings(vector, MT_PHOTOS_AI.number_format) == service.clip_txt(text)["result"], repr(text)
+
+
+OPENCV_ENV = "MTPHOTOS_AI_OPENCV_PATH"  # a `pip install --target DIR --no-deps opencv-python-headless==4.6.0.66`
+DECODE_SCRIPT = """
+import pickle, sys
+import cv2, numpy as np
+images = pickle.load(sys.stdin.buffer)
+pickle.dump((cv2.__version__, {k: cv2.imdecode(np.frombuffer(v, np.uint8), cv2.IMREAD_COLOR) for k, v in images.items()}),
+            sys.stdout.buffer)
+"""
+
+
+def test_our_opencv_decodes_as_mt_photos_ai_s_pinned_one(fixtures: Path) -> None:
+    """Opt-in: mt-photos-ai pins opencv-python-headless 4.6.0.66 (onnx/requirements.txt); we run 4.8-4.11."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    target = os.environ.get(OPENCV_ENV)
+    if not target:
+        pytest.skip(f"set {OPENCV_ENV} to a `pip install --target DIR --no-deps opencv-python-headless==4.6.0.66`")
+    images = {**mt_images(), **fixture_images(fixtures)}
+    completed = subprocess.run([sys.executable, "-c", DECODE_SCRIPT], input=pickle.dumps(images), capture_output=True,
+                               env={**os.environ, "PYTHONPATH": target}, check=True)
+    version, theirs = pickle.loads(completed.stdout)
+    assert version.startswith("4.6.")
+    for name, data in images.items():
+        ours = reference.decode(data)
+        assert (ours is None) == (theirs[name] is None), name
+        assert ours is None or np.array_equal(ours, theirs[name]), name
+    print(f"\nOpenCV {version} and ours decode {len(images)} images identically")
