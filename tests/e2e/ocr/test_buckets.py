@@ -85,3 +85,13 @@ def test_bucketed_recognition_reads_what_todays_path_reads(bucketed: TritonHarne
           f"a line read the same {worst_score:.4f}; pages that differ: {', '.join(differing) or 'none'}")
     assert lines and same / lines >= MIN_SAME_LINES
     assert worst_score <= MAX_SCORE_DIFFERENCE
+
+
+def test_warm_calls_the_recogniser_once_per_bucket(ocr_triton: TritonHarness, capsys: pytest.CaptureFixture[str]) -> None:
+    from export.ocr_gpu import REC_WIDTH_BUCKETS
+    from mt_photos_triton.bench import gpu as bench_gpu
+
+    assert bench_gpu.warm(ocr_triton.url, rows=2) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warm: ocr_rec")]
+    assert len(lines) == 2 * len(REC_WIDTH_BUCKETS.widths)
+    assert all(f"x{width}:" in " ".join(lines) for width in REC_WIDTH_BUCKETS.widths)
