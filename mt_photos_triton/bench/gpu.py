@@ -66,7 +66,8 @@ def warm(url: str, rows: int | None = None) -> int:
                 item.set_data_from_numpy(np.zeros((count, 3, REC_HEIGHT, width), dtype=np.float32), binary_data=True)
                 started = time.perf_counter()
                 client.infer(REC_MODEL, [item], outputs=[triton_http.InferRequestedOutput("classes", binary_data=True)])
-                print(f"warm: {REC_MODEL} {count}x3x{REC_HEIGHT}x{width}: {time.perf_counter() - started:.2f} s", flush=True)
+                seconds = time.perf_counter() - started
+                print(f"warm: {REC_MODEL} {count}x3x{REC_HEIGHT}x{width}: {seconds:.2f} s", flush=True)
     finally:
         client.close()
     return 0

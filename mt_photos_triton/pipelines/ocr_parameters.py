@@ -93,7 +93,7 @@ class WidthBuckets:
             return None
         widths = tuple(int(v) for v in parameters[REC_WIDTH_BUCKETS].split(","))
         if min(widths) < 1 or list(widths) != sorted(set(widths)):
-            raise ValueError(f"config parameter '{REC_WIDTH_BUCKETS}' must list ascending positive widths, not {widths}")
+            raise ValueError(f"config parameter '{REC_WIDTH_BUCKETS}' must list ascending positive widths: {widths}")
         return cls(widths)
 
     def as_config(self) -> dict[str, str]:

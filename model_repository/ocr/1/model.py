@@ -69,9 +69,7 @@ class TritonPythonModel:
         """One job per image of the request, each read with its options applied to the config's numbers."""
         images = input_array(request, "image_bytes").reshape(-1)
         options = _options(request, len(images))
-        return [
-            OcrJob.start(bytes(data), option.applied(self.params), self.buckets) for data, option in zip(images, options)
-        ]
+        return [OcrJob.start(bytes(data), o.applied(self.params), self.buckets) for data, o in zip(images, options)]
 
     async def _detect(self, work: list[tuple[int, OcrJob, np.ndarray]], answers: Answers) -> None:
         """One detector stage over every (request index, job, detector input), then DB post-processing."""

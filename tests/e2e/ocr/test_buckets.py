@@ -43,7 +43,9 @@ def bucketed(ocr_triton: TritonHarness) -> TritonHarness:
     return ocr_triton
 
 
-def _read(client: triton_http.InferenceServerClient, model: str, data: bytes) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _read(
+    client: triton_http.InferenceServerClient, model: str, data: bytes
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     result = _infer(client, model, data)
     n = int(result["count"][0, 0])
     return [t.decode() for t in result["texts"][0, :n]], result["boxes"][0, :n], result["scores"][0, :n]
@@ -87,7 +89,9 @@ def test_bucketed_recognition_reads_what_todays_path_reads(bucketed: TritonHarne
     assert worst_score <= MAX_SCORE_DIFFERENCE
 
 
-def test_warm_calls_the_recogniser_once_per_bucket(ocr_triton: TritonHarness, capsys: pytest.CaptureFixture[str]) -> None:
+def test_warm_calls_the_recogniser_once_per_bucket(
+    ocr_triton: TritonHarness, capsys: pytest.CaptureFixture[str]
+) -> None:
     from export.ocr_gpu import REC_WIDTH_BUCKETS
     from mt_photos_triton.bench import gpu as bench_gpu
 

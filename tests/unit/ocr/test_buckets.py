@@ -34,7 +34,9 @@ def test_the_cpu_config_names_no_buckets_and_the_gpu_variant_does() -> None:
         }, "the GPU variant changes nothing else of the pipeline's numbers"
 
 
-@pytest.mark.parametrize(("width", "padded"), [(1, 320), (320, 320), (321, 400), (3200, 3200), (3201, 6400), (9000, 9600)])
+@pytest.mark.parametrize(
+    ("width", "padded"), [(1, 320), (320, 320), (321, 400), (3200, 3200), (3201, 6400), (9000, 9600)]
+)
 def test_a_width_goes_up_to_the_next_bucket_and_beyond_the_largest_to_its_multiples(width: int, padded: int) -> None:
     assert REC_WIDTH_BUCKETS.width(width) == padded
 
