@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from export import record
+from export import clip_convert, record
 from export.clip_configs import (
     CLIP_MODELS, FAMILY, IMAGE, MAX_BATCH, PREPROCESS, TEXT, TEXTUAL, TOKENIZE, TOKENIZER_SIDECAR, UNBATCHED, VISUAL,
     Contract, build_configs,
@@ -122,6 +122,8 @@ def fetch(name: str, source: str | None, work: Path) -> tuple[Path, dict[str, st
     """The model directory and what to record about where it came from."""
     if source is not None:
         return open_source(source, work), {"source": str(source)}
+    if (repo := clip_convert.hf_repo(name)) is not None:  # a transformers checkpoint, converted in export()
+        return clip_convert.fetch_hf(repo, os.environ.get(HF_REVISION_ENV) or HF_DEFAULT_REVISION, cache_dir() / "hf")
     if name not in MODEL_DIMS:
         raise ExportError(f"unknown CLIP model {name!r}; immich offers: {', '.join(sorted(MODEL_DIMS))}")
     repo_id = f"{HF_ORGANISATION}/{name}"
@@ -191,7 +193,8 @@ def verification_tokens(contract: Contract, tokenizer_file: Path) -> dict[str, N
 def exporter_fingerprint() -> str:
     from export import batch_layout, batch_rules, batching, clip_configs, clip_graph
 
-    modules = (Path(__file__), *(Path(m.__file__) for m in (batch_layout, batch_rules, batching, clip_configs, clip_graph)))
+    modules = (Path(__file__), *(Path(m.__file__) for m in (batch_layout, batch_rules, batching, clip_configs, clip_graph,
+                                                            clip_convert)))
     return record.fingerprint(FAMILY, *modules)
 
 
@@ -217,12 +220,15 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
 
     with tempfile.TemporaryDirectory(prefix="clip-export-") as work:
         directory, origin = fetch(name, source, Path(work))
-        contract = read_contract(name, directory)
         recorded = {
             str(p.relative_to(directory)): sha256_file(p)
             for p in sorted(directory.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         }
+        if clip_convert.is_checkpoint(directory):  # a transformers checkpoint: optimum converts it to this layout
+            directory, _images, lines = clip_convert.convert(directory, Path(work))
+            result.notes.extend(lines)
+        contract = read_contract(name, directory)
 
         stage = Path(work) / "stage"  # nothing reaches the repository before both encoders are proven
         visual = load(directory / "visual" / "model.onnx")
