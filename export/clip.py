@@ -40,6 +40,7 @@ from export.onnx_graph import load, save, session
 from export.sources import download_hf_snapshot, hf_endpoint, open_source, resolve_hf_revision, sha256_file
 from export.sources import cache_dir as family_cache_dir
 from mt_photos_triton.families import FAMILIES
+from mt_photos_triton.pipelines.clip_profile import describe
 
 __all__ = [
     "CLIP_MODELS", "IMAGE", "MAX_BATCH", "MCLIP_INPUTS", "PREPROCESS", "SINGLE_TEXT_INPUTS", "TEXT", "TEXTUAL",
@@ -225,10 +226,12 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
             for p in sorted(directory.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         }
+        profile = None
         if clip_convert.is_checkpoint(directory):  # a transformers checkpoint: optimum converts it to this layout
-            directory, _images, lines = clip_convert.convert(directory, Path(work))
+            directory, profile, lines = clip_convert.convert(directory, Path(work))
             result.notes.extend(lines)
         contract = read_contract(name, directory)
+        contract.profile = profile or contract.profile
 
         stage = Path(work) / "stage"  # nothing reaches the repository before both encoders are proven
         visual = load(directory / "visual" / "model.onnx")
@@ -280,6 +283,7 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         details = {
             "dim": contract.dim, "mclip": contract.mclip, "image_size": contract.image_size, "cores": cores,
             "max_batch": {"visual": contract.visual_batch, "textual": contract.textual_batch},
+            "profile": describe(contract.profile),
             **({"revision": origin["revision"]} if "revision" in origin else {}),
         }
         record.write(repository, record.Record(FAMILY, name, source, origin["source"], recorded, details,

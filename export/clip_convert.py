@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ from numpy.typing import NDArray
 
 from export.common import ExportError
 from export.onnx_graph import graph_inputs, load, save, session
+from mt_photos_triton.pipelines.clip_profile import EXACT, HF_SHORTEST_CROP, IMMICH, ClipProfile
 
 log = logging.getLogger(__name__)
 
+PROFILE_NAME = "transformers"  # the CLIP profile of every converted checkpoint (its resize and filter vary)
 CONVERT_HINT = "pip install 'mt-photos-triton[convert]'"
 HF_PREFIX = "hf:"
 # model_type -> the text inputs optimum's two-tower ONNX config gives the graph (optimum-onnx
@@ -147,12 +149,12 @@ def image_settings(processor: Any) -> ImageSettings:
         if crop is None or _square(crop, "crop_size") != edge:
             raise ExportError(f"image processor: shortest edge {edge} with crop {crop}: only a centre crop of the "
                               "shortest edge's size is served")
-        resize, square = "hf_shortest_crop", edge
+        resize, square = HF_SHORTEST_CROP, edge
     else:
         square = _square(size, "size")
         if crop is not None and _square(crop, "crop_size") != square:
             raise ExportError(f"image processor: resize to {square} then crop to {crop}: not served")
-        resize = "exact"
+        resize = EXACT
     normalise = getattr(processor, "do_normalize", True)
     mean = [float(v) for v in processor.image_mean] if normalise else [0.0, 0.0, 0.0]
     std = [float(v) for v in processor.image_std] if normalise else [1.0, 1.0, 1.0]
@@ -262,9 +264,15 @@ class _Steps:
                  time.monotonic() - self.started)
 
 
-def convert(directory: Path, work: Path) -> tuple[Path, ImageSettings, list[str]]:
-    """The checkpoint in `directory` converted into the immich layout under `work`; its image settings, and
-    notes for the export's result."""
+def profile_of(images: ImageSettings) -> ClipProfile:
+    """immich's profile with the checkpoint's resize and filter: Pillow RGB decode, tokenizer.json, int32 ids
+    (ids_as_int32), immich's number format."""
+    return replace(IMMICH, name=PROFILE_NAME, resize=images.resize, interpolation=images.interpolation)
+
+
+def convert(directory: Path, work: Path) -> tuple[Path, ClipProfile, list[str]]:
+    """The checkpoint in `directory` converted into the immich layout under `work`; the CLIP profile its image
+    processor asks for, and notes for the export's result."""
     kind = model_type(directory)
     if kind not in TWO_TOWERS:
         raise ExportError(f"{directory}: model_type {kind!r} is not a two-tower CLIP optimum exports; "
@@ -313,7 +321,7 @@ def convert(directory: Path, work: Path) -> tuple[Path, ImageSettings, list[str]
     steps("immich layout written")
     notes.append(f"converted from a transformers {kind} checkpoint with optimum "
                  f"({images.resize} {images.size}px {images.interpolation}; {text.context_length}-token queries)")
-    return layout, images, notes
+    return layout, profile_of(images), notes
 
 
 def fetch_hf(repo: str, revision: str, cache: Path) -> tuple[Path, dict[str, str]]:
