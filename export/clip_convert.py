@@ -169,6 +169,8 @@ def text_settings(kind: str, config: Any, tokenizer: Any) -> TextSettings:
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < length:
         length = limit
+    if getattr(tokenizer, "padding_side", "right") != "right":  # clip_tokenize pads on the right
+        raise ExportError(f"the tokenizer pads on the {tokenizer.padding_side}: only right padding is served")
     pad = tokenizer.pad_token or tokenizer.eos_token
     if pad is None:
         raise ExportError("the tokenizer has neither a pad nor an end-of-text token to pad queries with")

@@ -84,7 +84,8 @@ def _siglip(target: Path) -> None:
     backend.post_processor = processors.TemplateProcessing(
         single="<bos> $A", special_tokens=[("<bos>", backend.token_to_id("<bos>"))])
     tokenizer = transformers.GemmaTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>",
-                                                bos_token="<bos>", unk_token="<unk>")
+                                                bos_token="<bos>", unk_token="<unk>",
+                                                padding_side="right")  # as clip_tokenize pads
     dim = DIMS["siglip"]
     config = transformers.SiglipConfig(
         text_config=dict(vocab_size=backend.get_vocab_size(), hidden_size=dim, max_position_embeddings=16, **TOWER,
