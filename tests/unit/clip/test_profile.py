@@ -67,3 +67,26 @@ def test_number_formats() -> None:
         "0.3333333432674408", "-0.1000000014901161", "0.0000000099999999", "0.0000000000000000"]
     with pytest.raises(ValueError):
         clip_strings(values, "scientific")
+
+
+def test_each_resize_and_interpolation_is_pillow_s() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from mt_photos_triton.pipelines.clip import ImageTransform, crop_centre, resize_shortest
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8))
+    for resize, interpolation in (("shortest_crop", "bicubic"), ("shortest_crop", "bilinear"), ("exact", "bilinear")):
+        profile = replace(IMMICH, resize=resize, interpolation=interpolation)
+        transform = ImageTransform(32, [0.0] * 3, [1.0] * 3, profile)  # x / 255 alone
+        filter_ = Image.Resampling.BILINEAR if interpolation == "bilinear" else Image.Resampling.BICUBIC
+        if resize == "exact":
+            want = np.asarray(image.resize((32, 32), resample=filter_))
+        else:
+            want = np.asarray(crop_centre(resize_shortest(image, 32, filter_), 32))
+        with ThreadPoolExecutor(max_workers=1) as helper:
+            for got in (transform.from_image(image), transform.from_image(image, helper)):
+                assert np.array_equal(got.transpose(1, 2, 0), want.astype(np.float32) / 255.0), (resize, interpolation)
