@@ -16,7 +16,7 @@ from export.clip import export
 from export.clip_configs import PREPROCESS, TEXTUAL, TOKENIZE, VISUAL
 from export.common import ExportError
 from export.onnx_graph import session
-from mt_photos_triton.pipelines.clip import ImageTransform, TextTokenizer, hf_shortest_side_size
+from mt_photos_triton.pipelines.clip import ImageTransform, TextTokenizer, hf_shortest_side_size, shortest_side_size
 from mt_photos_triton.pipelines.clip_profile import read_profile
 from mt_photos_triton.repository import read_config
 from tests.unit.export.clip_checkpoints import ARCHITECTURES, DIMS, IMAGE_SIZE, as_processor_config, build
@@ -28,8 +28,9 @@ transformers = pytest.importorskip("transformers")
 EMBEDDING_TOLERANCE = 1e-5
 PIXEL_TOLERANCE = 1e-6
 QUERIES = ["a photo of a red cat", "红色的花", "sunset at the beach", "the dog"]
-# photo sizes: landscape, portrait, square, one whose longer side transformers rounds up where immich rounds down
-PHOTO_SIZES = ((64, 48), (40, 71), (33, 33), (103, 111))
+PHOTO_SIZES = ((64, 48), (40, 71), (33, 33), (103, 111))  # landscape, portrait, square, near-square
+# at 224 px transformers makes this photo 224 x 1952 where immich's rounding makes it 224 x 1951
+ROUNDED_APART = (21, 183)
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -145,10 +146,27 @@ def test_processor_config_of_newer_transformers_converts_alike(tmp_path):
 def test_longer_side_rounds_as_transformers_does():
     from transformers.image_transforms import get_resize_output_image_size
 
-    for width, height in ((103, 111), (224, 448), (300, 700), (701, 299)):
+    for width, height in ((103, 111), (224, 448), (300, 700), (701, 299), ROUNDED_APART):
         want_height, want_width = get_resize_output_image_size(
             np.zeros((height, width, 3), np.uint8), 224, default_to_square=False, input_data_format="channels_last")
         assert hf_shortest_side_size(width, height, 224) == (want_width, want_height)
+    assert hf_shortest_side_size(*ROUNDED_APART, 224) != shortest_side_size(*ROUNDED_APART, 224)
+
+
+def test_hf_shortest_crop_equals_clips_image_processor_where_the_roundings_differ():
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    from mt_photos_triton.pipelines.clip_profile import IMMICH
+
+    processor = transformers.CLIPImageProcessor()  # shortest edge 224, centre crop 224, bicubic
+    profile = replace(IMMICH, name="transformers", resize="hf_shortest_crop")
+    ours = ImageTransform(224, processor.image_mean, processor.image_std, profile)
+    photo = _photo(*ROUNDED_APART, seed=5)
+    want = processor(images=photo, return_tensors="np")["pixel_values"][0]
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        for got in (ours.from_image(photo), ours.from_image(photo, helper)):  # both resize paths
+            assert float(np.abs(got - want).max()) <= PIXEL_TOLERANCE
 
 
 def test_refuses_without_the_convert_extra(tmp_path, monkeypatch):
