@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from export import clip_mtphotos, record
+from export import clip_convert, clip_mtphotos, record
 from export.clip_configs import (
     CLIP_MODELS, FAMILY, IMAGE, MAX_BATCH, PREPROCESS, TEXT, TEXTUAL, TOKENIZE, TOKENIZER_SIDECAR, UNBATCHED, VISUAL,
     Contract, build_configs,
@@ -125,6 +125,8 @@ def fetch(name: str, source: str | None, work: Path) -> tuple[Path, dict[str, st
     """The model directory and what to record about where it came from."""
     if source is not None:
         return open_source(source, work), {"source": str(source)}
+    if (repo := clip_convert.hf_repo(name)) is not None:  # a transformers checkpoint, converted in export()
+        return clip_convert.fetch_hf(repo, os.environ.get(HF_REVISION_ENV) or HF_DEFAULT_REVISION, cache_dir() / "hf")
     if name not in MODEL_DIMS:
         raise ExportError(f"unknown CLIP model {name!r}; immich offers: {', '.join(sorted(MODEL_DIMS))}")
     repo_id = f"{HF_ORGANISATION}/{name}"
@@ -205,7 +207,7 @@ def exporter_fingerprint() -> str:
     from export import batch_layout, batch_rules, batching, clip_configs, clip_graph
 
     modules = (Path(__file__), *(Path(m.__file__) for m in (batch_layout, batch_rules, batching, clip_configs, clip_graph,
-                                                           clip_mtphotos)))
+                                                           clip_convert, clip_mtphotos)))
     return record.fingerprint(FAMILY, *modules)
 
 
@@ -249,15 +251,20 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
 
     with tempfile.TemporaryDirectory(prefix="clip-export-") as work:
         directory, origin = fetch(name, source, Path(work))
-        mtphotos = clip_mtphotos.is_layout(directory)
-        contract = clip_mtphotos.read_contract(directory) if mtphotos else read_contract(name, directory)
-        name = contract.name
-        visual_file, textual_file, tokenizer_file = layout_files(directory)
         recorded = {
             str(p.relative_to(directory)): sha256_file(p)
             for p in sorted(directory.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         }
+        profile = None
+        if clip_convert.is_checkpoint(directory):  # a transformers checkpoint: optimum converts it to immich's layout
+            directory, profile, lines = clip_convert.convert(directory, Path(work))
+            result.notes.extend(lines)
+        mtphotos = clip_mtphotos.is_layout(directory)
+        contract = clip_mtphotos.read_contract(directory) if mtphotos else read_contract(name, directory)
+        contract.profile = profile or contract.profile
+        name = contract.name
+        visual_file, textual_file, tokenizer_file = layout_files(directory)
 
         stage = Path(work) / "stage"  # nothing reaches the repository before both encoders are proven
         visual = load(visual_file)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from PIL import Image
 from mt_photos_triton.errors import INVALID_IMAGE, PipelineError
 from mt_photos_triton.pipelines.clip_bert import BertTokenizer
 from mt_photos_triton.pipelines.clip_profile import (
-    BERT_VOCAB, BICUBIC, BILINEAR, IMMICH, OPENCV_BGR, SHORTEST_CROP, ClipProfile,
+    BERT_VOCAB, BICUBIC, BILINEAR, HF_SHORTEST_CROP, IMMICH, OPENCV_BGR, SHORTEST_CROP, ClipProfile,
 )
 from mt_photos_triton.pipelines.images import probe
 from mt_photos_triton.pipelines.languages import with_language
@@ -83,9 +83,20 @@ def shortest_side_size(width: int, height: int, size: int) -> tuple[int, int]:
     return int((width / height) * size), size
 
 
-def resize_shortest(image: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
-    """Shorter side to `size` (shortest_side_size); bicubic (antialiased) unless told."""
-    return image.resize(shortest_side_size(*image.size, size), resample=resample)
+def hf_shortest_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """Shorter side to `size`, the longer one int(size * long / short) (transformers image_transforms.py
+    `get_resize_output_image_size`): one pixel more than shortest_side_size where the quotient is whole."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def resize_shortest(
+    image: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC,
+    sides: Callable[[int, int, int], tuple[int, int]] = shortest_side_size,
+) -> Image.Image:
+    """Shorter side to `size` (shortest_side_size unless told); bicubic (antialiased) unless told."""
+    return image.resize(sides(*image.size, size), resample=resample)
 
 
 def centre_origin(width: int, height: int, size: int) -> tuple[int, int]:
@@ -105,7 +116,8 @@ def _resampled(
 
 
 def resize_crop_in_halves(
-    image: Image.Image, size: int, helper: Executor, resample: Image.Resampling = Image.Resampling.BICUBIC
+    image: Image.Image, size: int, helper: Executor, resample: Image.Resampling = Image.Resampling.BICUBIC,
+    sides: Callable[[int, int, int], tuple[int, int]] = shortest_side_size,
 ) -> Image.Image:
     """crop_centre(resize_shortest(image, size), size), the same bytes, in about half the time with one more core.
 
@@ -116,7 +128,7 @@ def resize_crop_in_halves(
     releases the GIL while it resamples.)
     """
     width, height = image.size
-    new_width, new_height = shortest_side_size(width, height, size)
+    new_width, new_height = sides(width, height, size)
     left, top = centre_origin(new_width, new_height, size)
     middle = height // 2
     if new_width != width and middle > 0:
@@ -175,7 +187,8 @@ class ImageTransform:
         self.std = np.asarray(std, dtype=np.float32)
         self.table = normalisation_table(self.mean, self.std)
         self.decode = decode_opencv_bgr if profile.decoder == OPENCV_BGR else decode_rgb
-        self.crop = profile.resize == SHORTEST_CROP
+        self.crop = profile.resize in (SHORTEST_CROP, HF_SHORTEST_CROP)
+        self.sides = hf_shortest_side_size if profile.resize == HF_SHORTEST_CROP else shortest_side_size
         self.resample = RESAMPLING[profile.interpolation]
 
     def __call__(self, data: bytes, helper: Executor | None = None) -> NDArray[np.float32]:
@@ -185,9 +198,9 @@ class ImageTransform:
         if not self.crop:  # resize `exact`
             square = image.resize((self.size, self.size), resample=self.resample)
         elif helper is None:
-            square = crop_centre(resize_shortest(image, self.size, self.resample), self.size)
+            square = crop_centre(resize_shortest(image, self.size, self.resample, self.sides), self.size)
         else:
-            square = resize_crop_in_halves(image, self.size, helper, self.resample)
+            square = resize_crop_in_halves(image, self.size, helper, self.resample, self.sides)
         rgb = np.asarray(square)
         return np.stack([self.table[channel][rgb[:, :, channel]] for channel in range(3)])
 

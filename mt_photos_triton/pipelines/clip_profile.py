@@ -12,6 +12,8 @@ Fields, and the config that carries each as a parameter of the same name:
   three channels by OpenCV) and that BGR array handed to Pillow as RGB, so the model sees the channels swapped
   (mt-photos-ai onnx/clip.py `single_image_transform`, onnx/server.py `/clip/img`).
 - `resize` (clip_image_preprocess): `shortest_crop`: shorter side to `size`, centre crop (immich);
+  `hf_shortest_crop`: the same with the longer side rounded as transformers' image processors round it,
+  int(size * long / short) (converted Hugging Face checkpoints, export/clip_convert.py);
   `exact`: resized to `size` x `size`, aspect ratio not kept, no crop (mt-photos-ai).
 - `interpolation` (clip_image_preprocess): Pillow's `bicubic` or `bilinear` (antialiased).
 - `tokenizer` (clip_tokenize): `tokenizers_json`: a Hugging Face `tokenizer.json` (immich);
@@ -35,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
 PILLOW_RGB, OPENCV_BGR = "pillow_rgb", "opencv_bgr"
-SHORTEST_CROP, EXACT = "shortest_crop", "exact"
+SHORTEST_CROP, HF_SHORTEST_CROP, EXACT = "shortest_crop", "hf_shortest_crop", "exact"
 BICUBIC, BILINEAR = "bicubic", "bilinear"
 TOKENIZERS_JSON, BERT_VOCAB = "tokenizers_json", "bert_vocab"
 INT32, INT64 = "int32", "int64"
@@ -43,7 +45,7 @@ SHORTEST, FIXED16 = "shortest", "fixed16"
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "decoder": (PILLOW_RGB, OPENCV_BGR),
-    "resize": (SHORTEST_CROP, EXACT),
+    "resize": (SHORTEST_CROP, HF_SHORTEST_CROP, EXACT),
     "interpolation": (BICUBIC, BILINEAR),
     "tokenizer": (TOKENIZERS_JSON, BERT_VOCAB),
     "ids_dtype": (INT32, INT64),
