@@ -330,7 +330,7 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
     result.written = list(configs)
     result.model = name
     result.notes.append(f"{contract.dim}-d embeddings, {contract.image_size}px images, "
-                        f"{'M-CLIP (input_ids + attention_mask)' if contract.mclip else 'single text input'}, "
+                        f"text inputs {' + '.join(contract.text_inputs)}, "
                         f"CLIP profile {contract.profile.name}")
     return result
 
