@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mt_photos_triton.pipelines.clip_profile import FIXED16, SHORTEST
+
 DETECTOR_BACKEND = "insightface"  # what `/check` and `/represent` name as the face detector
 # RapidOCR's text scores have 5 decimals; rounding the float32 back to them gives the reference's float64,
 # so `:.2f` rounds the same way (0.995 must print 0.99, as the reference's 0.995 does)
@@ -16,14 +18,20 @@ OCR_SCORE_DECIMALS = 5
 OCR_BOX_DECIMALS = 2
 
 
-def clip_strings(values: NDArray[np.float32]) -> list[str]:
-    """The `/clip/*` result strings: the shortest float32 repr, read back as float64, 16 decimals.
+def clip_strings(values: NDArray[np.float32], number_format: str = SHORTEST) -> list[str]:
+    """The `/clip/*` result strings in the profile's number format (pipelines/clip_profile.py).
 
-    (The reference serialises with orjson, MT Photos parses that JSON and prints "{:.16f}".) numpy's
-    float32-to-str cast is the shortest round-trip repr, like orjson's.
+    `shortest`: the shortest float32 repr, read back as float64, 16 decimals (mt-photos-ml serialises with
+    orjson, MT Photos parses that JSON and prints "{:.16f}"; numpy's float32-to-str cast is the shortest
+    round-trip repr, like orjson's). `fixed16`: the float32's exact value with 16 decimals (mt-photos-ai
+    onnx/server.py:173, 183: "{:.16f}".format of each float of the output's `.tolist()`).
     """
-    shortest = np.asarray(values, dtype=np.float32).reshape(-1).astype(str)
-    return [f"{float(s):.16f}" for s in shortest]
+    floats = np.asarray(values, dtype=np.float32).reshape(-1)
+    if number_format == FIXED16:
+        return [f"{v:.16f}" for v in floats.astype(np.float64).tolist()]
+    if number_format != SHORTEST:
+        raise ValueError(f"unknown CLIP number format {number_format!r}")
+    return [f"{float(s):.16f}" for s in floats.astype(str)]
 
 
 def embedding_numbers(embedding: NDArray[np.float32]) -> list[float]:

@@ -8,8 +8,10 @@ Sources: Hugging Face `immich-app/<name>` (HF_ENDPOINT honoured, revision resolv
 recorded, every file's sha256 recorded) or `--from` a local directory / zip (or its URL) in the same layout,
 taken as that model:
 `config.json`, `visual/{model.onnx,preprocess_cfg.json}`, `textual/{model.onnx,tokenizer.json,
-tokenizer_config.json}`. Each encoder gets a verified batch axis (export/clip_graph.py); the configs are
-export/clip_configs.py.
+tokenizer_config.json}`; or `--from DIR` holding mt-photos-ai's `vit-b-16.img.fp32.onnx`,
+`vit-b-16.txt.fp32.onnx` and `vocab.txt`, recognised by those files and served with the mt-photos-ai CLIP
+profile (export/clip_mtphotos.py). Each encoder gets a verified batch axis (export/clip_graph.py); the configs,
+with the model's CLIP profile, are export/clip_configs.py.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from export import record
+from export import clip_convert, clip_mtphotos, record
 from export.clip_configs import (
     CLIP_MODELS, FAMILY, IMAGE, MAX_BATCH, PREPROCESS, TEXT, TEXTUAL, TOKENIZE, TOKENIZER_SIDECAR, UNBATCHED, VISUAL,
     Contract, build_configs,
@@ -39,7 +41,8 @@ from export.configs import serving_cores, write_config
 from export.onnx_graph import load, save, session
 from export.sources import download_hf_snapshot, hf_endpoint, open_source, resolve_hf_revision, sha256_file
 from export.sources import cache_dir as family_cache_dir
-from mt_photos_triton.families import FAMILIES
+from mt_photos_triton.families import FAMILIES, chosen_model
+from mt_photos_triton.pipelines.clip_profile import describe
 
 __all__ = [
     "CLIP_MODELS", "IMAGE", "MAX_BATCH", "MCLIP_INPUTS", "PREPROCESS", "SINGLE_TEXT_INPUTS", "TEXT", "TEXTUAL",
@@ -122,6 +125,8 @@ def fetch(name: str, source: str | None, work: Path) -> tuple[Path, dict[str, st
     """The model directory and what to record about where it came from."""
     if source is not None:
         return open_source(source, work), {"source": str(source)}
+    if (repo := clip_convert.hf_repo(name)) is not None:  # a transformers checkpoint, converted in export()
+        return clip_convert.fetch_hf(repo, os.environ.get(HF_REVISION_ENV) or HF_DEFAULT_REVISION, cache_dir() / "hf")
     if name not in MODEL_DIMS:
         raise ExportError(f"unknown CLIP model {name!r}; immich offers: {', '.join(sorted(MODEL_DIMS))}")
     repo_id = f"{HF_ORGANISATION}/{name}"
@@ -132,7 +137,8 @@ def fetch(name: str, source: str | None, work: Path) -> tuple[Path, dict[str, st
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ExportError(f"{path} is missing: not an immich CLIP model directory")
+        raise ExportError(f"{path} is missing: not an immich CLIP model directory (nor mt-photos-ai's files: "
+                          f"{', '.join(clip_mtphotos.FILES)})")
     return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
 
@@ -160,13 +166,21 @@ def read_contract(name: str, directory: Path) -> Contract:
     )
 
 
+def layout_files(directory: Path) -> tuple[Path, Path, Path]:
+    """The visual model, the textual model and the tokenizer file of either layout."""
+    if clip_mtphotos.is_layout(directory):
+        return tuple(directory / name for name in clip_mtphotos.FILES)  # type: ignore[return-value]
+    textual = directory / "textual"
+    return directory / "visual" / "model.onnx", textual / "model.onnx", textual / TOKENIZER_SIDECAR
+
+
 def verification_images(contract: Contract) -> NDArray[np.float32]:
     """A few generated photos through the transform: realistic encoder inputs for the batch check."""
     from PIL import Image
 
     from mt_photos_triton.pipelines.clip import ImageTransform
 
-    transform = ImageTransform(contract.image_size, contract.mean, contract.std)
+    transform = ImageTransform(contract.image_size, contract.mean, contract.std, contract.profile)
     rng = np.random.default_rng(0)
     arrays = []
     for width, height in VERIFY_IMAGE_SIZES:
@@ -177,11 +191,12 @@ def verification_images(contract: Contract) -> NDArray[np.float32]:
     return np.stack(arrays)
 
 
-def verification_tokens(contract: Contract, tokenizer_file: Path) -> dict[str, NDArray[np.int32]]:
-    from mt_photos_triton.pipelines.clip import TextTokenizer
+def verification_tokens(contract: Contract, tokenizer_file: Path) -> dict[str, NDArray[np.integer[Any]]]:
+    from mt_photos_triton.pipelines.clip import text_tokenizer
 
-    tokenizer = TextTokenizer(tokenizer_file, contract.context_length, contract.pad_token, contract.canonicalize)
-    ids, mask = tokenizer(list(VERIFY_QUERIES))
+    tokenizer = text_tokenizer(contract.profile, tokenizer_file, contract.context_length, contract.pad_token,
+                               contract.canonicalize)
+    ids, mask = (array.astype(contract.profile.ids_dtype) for array in tokenizer(list(VERIFY_QUERIES)))
     return {"input_ids": ids, "attention_mask": mask} if contract.mclip else {"text": ids}
 
 
@@ -191,7 +206,8 @@ def verification_tokens(contract: Contract, tokenizer_file: Path) -> dict[str, N
 def exporter_fingerprint() -> str:
     from export import batch_layout, batch_rules, batching, clip_configs, clip_graph
 
-    modules = (Path(__file__), *(Path(m.__file__) for m in (batch_layout, batch_rules, batching, clip_configs, clip_graph)))
+    modules = (Path(__file__), *(Path(m.__file__) for m in (batch_layout, batch_rules, batching, clip_configs, clip_graph,
+                                                           clip_convert, clip_mtphotos)))
     return record.fingerprint(FAMILY, *modules)
 
 
@@ -205,10 +221,28 @@ def name_checks(name: str, contract: Contract) -> list[str]:
     return problems
 
 
+def local_only_source(repository: Path, model: str | None, source: str | None) -> tuple[str | None, str | None]:
+    """(model, source) with mt-photos-ai's files taken into account: a directory in their layout is that model
+    whatever the variables name (a different `--model` is refused); without `--from`, that model (which no hub
+    offers) is the copy it was last exported from, so `export auto` keeps it up to date instead of failing."""
+    if clip_mtphotos.local_layout(source):
+        if model is not None and model != clip_mtphotos.MODEL_NAME:
+            raise ExportError(f"{source} holds mt-photos-ai's files, which are {clip_mtphotos.MODEL_NAME}, not {model}")
+        return clip_mtphotos.MODEL_NAME, source
+    if source is None and (model or chosen_model(FAMILIES[FAMILY], os.environ)) == clip_mtphotos.MODEL_NAME:
+        previous = record.read(repository, FAMILY)
+        if previous is None or previous.model != clip_mtphotos.MODEL_NAME or not previous.requested_source:
+            raise ExportError(f"{clip_mtphotos.MODEL_NAME} comes only from mt-photos-ai's files: run "
+                              f"`export clip --from DIR` with {', '.join(clip_mtphotos.FILES)} in DIR")
+        return model, previous.requested_source
+    return model, source
+
+
 def export(repository: Path, model: str | None, source: str | None, force: bool) -> ExportResult:
     """`model` (default: what CLIP_VISUAL_MODEL_NAME / CLIP_TEXTUAL_MODEL_NAME name) from Hugging Face, or
-    `source` (`--from`) taken as that model."""
+    `source` (`--from`) taken as that model; a `--from` directory in mt-photos-ai's layout is its own model."""
     repository = Path(repository)
+    model, source = local_only_source(repository, model, source)
     exporter = exporter_fingerprint()
     result = record.start(repository, FAMILY, model, source, force, exporter)
     name, named = result.model, model is not None
@@ -217,15 +251,25 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
 
     with tempfile.TemporaryDirectory(prefix="clip-export-") as work:
         directory, origin = fetch(name, source, Path(work))
-        contract = read_contract(name, directory)
         recorded = {
             str(p.relative_to(directory)): sha256_file(p)
             for p in sorted(directory.rglob("*"))
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         }
+        profile = None
+        if clip_convert.is_checkpoint(directory):  # a transformers checkpoint: optimum converts it to immich's layout
+            directory, profile, lines = clip_convert.convert(directory, Path(work))
+            result.notes.extend(lines)
+        mtphotos = clip_mtphotos.is_layout(directory)
+        contract = clip_mtphotos.read_contract(directory) if mtphotos else read_contract(name, directory)
+        contract.profile = profile or contract.profile
+        name = contract.name
+        visual_file, textual_file, tokenizer_file = layout_files(directory)
 
         stage = Path(work) / "stage"  # nothing reaches the repository before both encoders are proven
-        visual = load(directory / "visual" / "model.onnx")
+        visual = load(visual_file)
+        if mtphotos:
+            clip_mtphotos.check_interface(visual, clip_mtphotos.VISUAL_INTERFACE, "visual")
         name_visual_tensors(visual)
         image_feeds = {"image": verification_images(contract)}
         contract.dim = output_dim(visual, image_feeds)
@@ -236,9 +280,10 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
         save(visual_batched or visual, stage / VISUAL)
         del visual, visual_batched  # the text tower can be large too (XLM-R's embeddings alone are 0.8 GB)
 
-        textual = load(directory / "textual" / "model.onnx")
+        textual = load(textual_file)
+        if mtphotos:
+            clip_mtphotos.check_interface(textual, clip_mtphotos.TEXTUAL_INTERFACE, "textual")
         contract.text_inputs = name_textual_tensors(textual)
-        tokenizer_file = directory / "textual" / TOKENIZER_SIDECAR
         text_feeds = verification_tokens(contract, tokenizer_file)
         text_dim = output_dim(textual, text_feeds)
         if text_dim != contract.dim:
@@ -263,31 +308,37 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
                 old.unlink()
             for file in (stage / model_name).iterdir():
                 shutil.move(str(file), target / file.name)
-        (repository / TOKENIZE / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(tokenizer_file, repository / TOKENIZE / "1" / TOKENIZER_SIDECAR)
+        sidecars = repository / TOKENIZE / "1"
+        sidecars.mkdir(parents=True, exist_ok=True)
+        for old in (TOKENIZER_SIDECAR, clip_mtphotos.VOCAB_FILE):  # the other layout's file, from an earlier export
+            (sidecars / old).unlink(missing_ok=True)
+        shutil.copy2(tokenizer_file, sidecars / contract.tokenizer_file)
         cores = serving_cores()  # thread pools for this machine's cores: export runs where it serves
         result.notes.append(f"decoding and encoder threads sized for {cores} cores (this machine)")
         configs = build_configs(contract, cores)
         for model_name, config in configs.items():
             write_config(repository / model_name, config)
-        check_exported(repository, contract, directory, image_feeds, text_feeds, result)
+        check_exported(repository, contract, (visual_file, textual_file), image_feeds, text_feeds, result)
         details = {
             "dim": contract.dim, "mclip": contract.mclip, "image_size": contract.image_size, "cores": cores,
+            "profile": describe(contract.profile),
             "max_batch": {"visual": contract.visual_batch, "textual": contract.textual_batch},
             **({"revision": origin["revision"]} if "revision" in origin else {}),
         }
         record.write(repository, record.Record(FAMILY, name, source, origin["source"], recorded, details,
                                                exporter=exporter))
     result.written = list(configs)
+    result.model = name
     result.notes.append(f"{contract.dim}-d embeddings, {contract.image_size}px images, "
-                        f"{'M-CLIP (input_ids + attention_mask)' if contract.mclip else 'single text input'}")
+                        f"text inputs {' + '.join(contract.text_inputs)}, "
+                        f"CLIP profile {contract.profile.name}")
     return result
 
 
 def check_exported(
     repository: Path,
     contract: Contract,
-    directory: Path,
+    shipped_files: tuple[Path, Path],
     image_feeds: dict[str, NDArray[Any]],
     text_feeds: dict[str, NDArray[Any]],
     result: ExportResult,
@@ -297,10 +348,8 @@ def check_exported(
     from export.batching import VERIFY_TOLERANCE
 
     for what, written, shipped, feeds, batch in (
-        ("visual", repository / VISUAL / "1" / "model.onnx", directory / "visual" / "model.onnx", image_feeds,
-         contract.visual_batch),
-        ("textual", repository / TEXTUAL / "1" / "model.onnx", directory / "textual" / "model.onnx", text_feeds,
-         contract.textual_batch),
+        ("visual", repository / VISUAL / "1" / "model.onnx", shipped_files[0], image_feeds, contract.visual_batch),
+        ("textual", repository / TEXTUAL / "1" / "model.onnx", shipped_files[1], text_feeds, contract.textual_batch),
     ):
         ours, theirs = session(written), session(shipped)
         count = next(iter(feeds.values())).shape[0]

@@ -1,15 +1,20 @@
 """The six CLIP configs: a model's contract (what its own files say) written into tensor shapes and parameters,
-with the instances, thread pools and queue policy they are served with."""
+with the instances, thread pools and queue policy they are served with. The contract's CLIP profile
+(pipelines/clip_profile.py) goes into the parameters of the models that read it, as its differences from
+immich's: an immich export's configs are what they were before profiles existed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from export.clip_graph import MCLIP_INPUTS
 from export.configs import (
     ENTRY_INSTANCES, add_step, add_tensor, bound_queue, instances, new_config, serves, set_parameters,
 )
 from mt_photos_triton.families import CLIP_IMAGE_MODEL, CLIP_TEXT_MODEL
+from mt_photos_triton.pipelines.clip_profile import (
+    ANSWER_FIELDS, IMAGE_FIELDS, IMMICH, TOKENIZER_FIELDS, ClipProfile, profile_parameters,
+)
 from mt_photos_triton.repository import REQUIRED_FILES_PARAMETER, ModelConfig
 
 FAMILY = "clip"
@@ -61,6 +66,8 @@ class Contract:
     dim: int = 0
     visual_batch: int = MAX_BATCH
     textual_batch: int = MAX_BATCH
+    profile: ClipProfile = field(default=IMMICH)
+    tokenizer_file: str = TOKENIZER_SIDECAR  # the tokenizer's file beside clip_tokenize's model.py
 
     @property
     def mclip(self) -> bool:
@@ -109,7 +116,8 @@ def build_configs(contract: Contract, cores: int) -> dict[str, ModelConfig]:
     add_tensor(preprocess.output, "image", "TYPE_FP32", [3, size, size])
     set_parameters(preprocess, {"size": size, "mean": format_floats(contract.mean), "std": format_floats(contract.std),
                                 # images of one execution decoded in parallel (Pillow releases the GIL), one per core
-                                "decode_threads": max(1, cores)})
+                                "decode_threads": max(1, cores),
+                                **profile_parameters(contract.profile, IMAGE_FIELDS)})
     visual = _encoder(VISUAL, image_batch, contract.name, VISUAL_INSTANCES, max(1, cores // VISUAL_INSTANCES),
                       VISUAL_SPINNING)
     add_tensor(visual.input, "image", "TYPE_FP32", [3, size, size])
@@ -124,15 +132,18 @@ def build_configs(contract: Contract, cores: int) -> dict[str, ModelConfig]:
     add_tensor(tokenize.input, "query", "TYPE_STRING", [1])
     _optional(tokenize, LANGUAGE_INPUT)
     textual = _encoder(TEXTUAL, text_batch, contract.name, TEXTUAL_INSTANCES, max(1, cores), TEXTUAL_SPINNING)
+    ids_type = contract.profile.triton_ids_type
     for name in contract.text_inputs:
-        add_tensor(tokenize.output, name, "TYPE_INT32", [length])
-        add_tensor(textual.input, name, "TYPE_INT32", [length])
+        add_tensor(tokenize.output, name, ids_type, [length])
+        add_tensor(textual.input, name, ids_type, [length])
     add_tensor(textual.output, "embedding", "TYPE_FP32", [dim])
-    set_parameters(tokenize, {"tokenizer_file": TOKENIZER_SIDECAR, REQUIRED_FILES_PARAMETER: TOKENIZER_SIDECAR,
+    set_parameters(tokenize, {"tokenizer_file": contract.tokenizer_file,
+                              REQUIRED_FILES_PARAMETER: contract.tokenizer_file,
                               "context_length": length, "pad_token": contract.pad_token,
                               "canonicalize": str(contract.canonicalize).lower(),
                               "outputs": ",".join(contract.text_inputs),
-                              "language_prefix": str(reads_language(contract.name)).lower()})
+                              "language_prefix": str(reads_language(contract.name)).lower(),
+                              **profile_parameters(contract.profile, TOKENIZER_FIELDS)})
     text = new_config(TEXT, FAMILY, text_batch, platform="ensemble")
     add_tensor(text.input, "text", "TYPE_STRING", [1])
     _optional(text, LANGUAGE_INPUT)
@@ -143,4 +154,6 @@ def build_configs(contract: Contract, cores: int) -> dict[str, ModelConfig]:
 
     for entry in (image, text):
         serves(entry, contract.name)
+        # what the adapter reads: how /clip/* writes the numbers (and the profile's name)
+        set_parameters(entry, profile_parameters(contract.profile, ANSWER_FIELDS, named=True))
     return {PREPROCESS: preprocess, VISUAL: visual, IMAGE: image, TOKENIZE: tokenize, TEXTUAL: textual, TEXT: text}

@@ -19,8 +19,9 @@ from mt_photos_triton.repository import CONFIG_NAME, FAMILY_PARAMETER, ModelConf
 KIND_CPU = model_config_pb2.ModelInstanceGroup.KIND_CPU
 KIND_AUTO = model_config_pb2.ModelInstanceGroup.KIND_AUTO  # Triton's default: each GPU when there is one, else CPU
 
-# Accelerated variants of an onnxruntime model, chosen by `tritonserver --model-config-name=<name>` (the
-# compose GPU / OpenVINO files set it, and the embedded server for `gpu` where onnxruntime-gpu is installed).
+# Accelerated variants of an onnxruntime model (and the `ocr` model's GPU variant, which pads to the recogniser's
+# profile), chosen by `tritonserver --model-config-name=<name>` (the compose GPU / OpenVINO files set it, and the
+# embedded server for `gpu` where onnxruntime-gpu is installed); a model without that variant serves config.pbtxt.
 VARIANTS_DIR = "configs"
 
 # Backpressure at the door: a python model that a client's request reaches first (the OCR and faces BLS models,
@@ -105,9 +106,10 @@ def serving_cores() -> int:
 TRT_CACHE_DIR = "/trt_cache"
 GPU_VARIANT = "gpu"
 GPU_FP32_VARIANT = "gpu-fp32"  # TRT_PRECISION=fp32 selects it: every TensorRT model in fp32
-# Outputs users keep and compare across a switch of machine (stored vectors) are computed in fp32: nothing
-# measured here says FP16 keeps CLIP's or ArcFace's vectors within the docs' tolerances (docs/gpu.md).
-FP32_OUTPUTS = frozenset({"embedding"})
+# Outputs users keep and compare across a switch of machine (stored vectors, and the recogniser's per-step
+# confidences, which decide the texts kept at text_score_threshold) are computed in fp32: nothing measured here
+# says FP16 keeps CLIP's or ArcFace's vectors within the docs' tolerances, or OCR's texts (docs/gpu.md).
+FP32_OUTPUTS = frozenset({"embedding", "confidences"})
 TRT_WORKSPACE_BYTES = 2 << 30
 
 
@@ -128,18 +130,25 @@ def profile_shapes(config: ModelConfig) -> dict[str, str] | None:
     return shapes
 
 
-def gpu_variant(config: ModelConfig, *, force_fp32: bool = False, cache_dir: str = TRT_CACHE_DIR) -> ModelConfig:
+def gpu_variant(
+    config: ModelConfig,
+    *,
+    force_fp32: bool = False,
+    cache_dir: str = TRT_CACHE_DIR,
+    profile: Mapping[str, str] | None = None,
+) -> ModelConfig:
     """The config for an NVIDIA GPU: one GPU instance; TensorRT with one optimisation profile covering every
-    batch its callers send (so no engine is built after the first load), FP16 unless it makes vectors users
-    keep (FP32_OUTPUTS) or fp32 is forced; the CUDA provider by choice for a model with a dynamic spatial axis
-    (ocr_det: height x width follow each photo up to 10000 px; ocr_rec: width follows each text line): one
-    TensorRT profile over that range is tuned for none of it and a shape outside it builds a new engine."""
+    shape its callers send (so no engine is built after the first load), FP16 unless it makes vectors users
+    keep (FP32_OUTPUTS) or fp32 is forced. The profile is `profile` where the family gives one (its callers pad
+    to buckets the profile spans: ocr_rec, export/ocr_gpu.py), else the batch profile of a model fixed but for
+    the batch; with neither, the CUDA provider by choice (ocr_det: height x width follow each photo up to
+    10000 px, and padding them to buckets changes what it reads: docs/gpu.md)."""
     gpu = ModelConfig()
     gpu.CopyFrom(config)
     del gpu.instance_group[:]
     gpu.instance_group.add(count=1, kind=model_config_pb2.ModelInstanceGroup.KIND_GPU)
     accelerators = gpu.optimization.execution_accelerators.gpu_execution_accelerator
-    profile = profile_shapes(config)
+    profile = profile or profile_shapes(config)
     if profile is None:
         accelerators.add(name="cuda")
         # cuDNN's exhaustive algorithm search runs again for every new input shape; heuristics do not (backend
@@ -163,15 +172,16 @@ def gpu_variant(config: ModelConfig, *, force_fp32: bool = False, cache_dir: str
     return gpu
 
 
-def accelerator_variants(config: ModelConfig) -> dict[str, ModelConfig]:
+def accelerator_variants(config: ModelConfig, profile: Mapping[str, str] | None = None) -> dict[str, ModelConfig]:
+    """The variants of an onnxruntime model (`profile`: its family's TensorRT profile, see gpu_variant)."""
     if config.backend != "onnxruntime":
         return {}
     openvino = ModelConfig()
     openvino.CopyFrom(config)
     openvino.optimization.execution_accelerators.cpu_execution_accelerator.add(name="openvino")
     return {
-        GPU_VARIANT: gpu_variant(config),
-        GPU_FP32_VARIANT: gpu_variant(config, force_fp32=True),
+        GPU_VARIANT: gpu_variant(config, profile=profile),
+        GPU_FP32_VARIANT: gpu_variant(config, force_fp32=True, profile=profile),
         "openvino": openvino,
     }
 
@@ -181,11 +191,18 @@ def render_config(config: ModelConfig) -> str:
     return text_format.MessageToString(config)
 
 
-def write_config(model_dir: Path, config: ModelConfig) -> None:
-    """`config.pbtxt` as given, and for onnxruntime models the accelerator variants."""
+def write_config(
+    model_dir: Path,
+    config: ModelConfig,
+    *,
+    profile: Mapping[str, str] | None = None,
+    variants: Mapping[str, ModelConfig] | None = None,
+) -> None:
+    """`config.pbtxt` as given, and its variants: for onnxruntime models the accelerator variants (with the
+    family's TensorRT `profile`, if any), and the `variants` a family builds itself (the `ocr` model's GPU one)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / CONFIG_NAME).write_text(render_config(config))
-    variants = accelerator_variants(config)
+    variants = {**accelerator_variants(config, profile), **(variants or {})}
     if variants:
         (model_dir / VARIANTS_DIR).mkdir(exist_ok=True)
     for name, variant in variants.items():

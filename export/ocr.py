@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export import record
+from export import ocr_gpu, record
 from export.common import ExportError, ExportResult
 from export.sources import PinnedFile, cache_dir, download_pinned, open_source, pinned_in, sha256_file, unpack_local
 from mt_photos_triton.families import OCR_MODEL
@@ -152,7 +152,7 @@ def export(repository: Path, model: str | None, source: str | None, force: bool)
 
 
 def exporter_fingerprint() -> str:
-    return record.fingerprint(FAMILY, Path(__file__))
+    return record.fingerprint(FAMILY, Path(__file__), Path(ocr_gpu.__file__))
 
 
 # --- sources ---------------------------------------------------------------------------------------
@@ -292,7 +292,6 @@ def dictionary_lines(sources: Sources) -> bytes:
 
 
 def write_repository(repository: Path, model: str, sources: Sources) -> None:
-    from export.configs import write_config
     from export.onnx_graph import save
 
     det = renamed_graph(
@@ -315,18 +314,27 @@ def write_repository(repository: Path, model: str, sources: Sources) -> None:
     if classes and classes != entries + 2:
         raise ExportError(f"the recogniser has {classes} classes; the dictionary has {entries} lines (+2 expected)")
 
-    configs = model_configs(model)
     for name, graph_model in ((DET_MODEL, det), (REC_MODEL, rec)):
         save(graph_model, repository / name / "1")
-        write_config(repository / name, configs[name])
     entry_version = repository / ENTRY_MODEL / "1"
     entry_version.mkdir(parents=True, exist_ok=True)
     (entry_version / DICTIONARY_FILE).write_bytes(dictionary)
-    write_config(repository / ENTRY_MODEL, configs[ENTRY_MODEL])
+    write_configs(repository, model)
     log.info("ocr: wrote %s, %s, %s into %s", DET_MODEL, REC_MODEL, ENTRY_MODEL, repository)
 
 
 # --- configs ---------------------------------------------------------------------------------------
+
+
+def write_configs(repository: Path, model: str) -> None:
+    """The three configs and their variants. On a GPU the detector runs on CUDA and the recogniser on TensorRT
+    over the widths the `ocr` model's GPU variant pads to (export/ocr_gpu.py)."""
+    from export.configs import write_config
+
+    configs = model_configs(model)
+    write_config(repository / DET_MODEL, configs[DET_MODEL])
+    write_config(repository / REC_MODEL, configs[REC_MODEL], profile=ocr_gpu.rec_profile(configs[REC_MODEL]))
+    write_config(repository / ENTRY_MODEL, configs[ENTRY_MODEL], variants=ocr_gpu.entry_variants(configs[ENTRY_MODEL]))
 
 
 # the `ocr` model's optional inputs: detection box threshold, detector max resolution, recognition min score

@@ -111,3 +111,34 @@ def core_to_spare() -> bool:
     than the cores this process may use. True where /proc cannot tell."""
     running = runnable_threads()
     return running is None or running <= len(os.sched_getaffinity(0))
+
+
+LISTEN = "0A"  # the TCP state /proc/net/tcp prints for a listening socket
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Process `pid` itself holds a listening TCP socket on `port` (IPv4 or IPv6), as /proc/net/tcp* shows."""
+    inodes: set[str] = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(PROC / str(pid) / "fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(PROC / str(pid) / "fd" / fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False

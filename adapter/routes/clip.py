@@ -1,7 +1,7 @@
 """Smart search routes: `POST /clip/img` (multipart `file`) and `POST /clip/txt` (JSON `{"text": ...}`).
 
-Both answer `{"result": ["0.0123456700000000", ...]}` (one string per dimension, the reference's number
-format) from the Triton ensembles `clip_image` / `clip_text`; failures are HTTP 200 `msg` bodies, except a
+Both answer `{"result": ["0.0123456700000000", ...]}` (one string per dimension, in the number format of the
+served CLIP profile, adapter/wire.py `clip_strings`) from the Triton ensembles `clip_image` / `clip_text`; failures are HTTP 200 `msg` bodies, except a
 `/clip/txt` body that is not `{"text": "<string>"}`, which gets the reference framework's 422.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from litestar import Request, Response, post
 
 from adapter.deps import Inference
-from adapter.inference import Outputs, Route
+from adapter.inference import Answer, Outputs, Route
 from adapter.responses import validation_error
 from adapter.schemas import CLIP_ANSWER, TEXT_BODY, UPLOAD_BODY, inference_operation
 from adapter.wire import clip_strings
@@ -28,8 +28,13 @@ TEXT = Route("/clip/txt", CLIP_TEXT_MODEL, (EMBEDDING,))
 NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
 
 
-async def embedding(outputs: Outputs) -> dict[str, list[str]]:
-    return {"result": clip_strings(outputs[EMBEDDING][0])}
+def embedding(inference: Inference, route: Route) -> Answer:
+    """The answer of `route`: its first embedding in the number format its entry model's config records."""
+
+    async def answer(outputs: Outputs) -> dict[str, list[str]]:
+        return {"result": clip_strings(outputs[EMBEDDING][0], await inference.served.number_format(route.model))}
+
+    return answer
 
 
 def declares_json(content_type: str | None) -> bool:
@@ -71,7 +76,7 @@ def text_from_body(body: bytes, content_type: str | None) -> str | Response[byte
 
 @post("/clip/img", status_code=200, operation_class=inference_operation(UPLOAD_BODY, CLIP_ANSWER))
 async def clip_img(request: Request[Any, Any, Any], inference: Inference) -> Response[bytes]:
-    return await inference.image(request, IMAGE, embedding)
+    return await inference.image(request, IMAGE, embedding(inference, IMAGE))
 
 
 @post("/clip/txt", status_code=200, operation_class=inference_operation(TEXT_BODY, CLIP_ANSWER))
@@ -81,7 +86,7 @@ async def clip_txt(request: Request[Any, Any, Any], inference: Inference) -> Res
         return text
     # a lone surrogate ("\ud800" is valid JSON) has no UTF-8 form: it becomes "?" rather than a 500
     data = text.encode("utf-8", errors="replace")
-    return await inference.run(request, TEXT, {"text": np.array([[data]], dtype=np.object_)}, embedding)
+    return await inference.run(request, TEXT, {"text": np.array([[data]], dtype=np.object_)}, embedding(inference, TEXT))
 
 
 HANDLERS = [clip_img, clip_txt]

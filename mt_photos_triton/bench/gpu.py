@@ -5,7 +5,11 @@ TensorRT caches in the work directory, serves them with the embedded Triton (onn
 long the first start takes (TensorRT engine builds) against a second start on the filled cache, images (texts)
 per second over HTTP at concurrency 1/8/32 per route, and each variant's drift from fp32 on CPU (the reference
 pipeline in-process). Sized to finish within 10 minutes on one GPU. Where onnxruntime has no CUDA provider it
-says so and exits 0 without exporting anything (a dry run, as on every CPU-only machine).
+says so and exits 0 without exporting anything (a dry run, as on every CPU-only machine); the dry run also
+prints what the OCR GPU variants send (the recogniser's width buckets).
+`--warm URL` instead calls a running server's `ocr_rec` once per width bucket, with one row and with the
+profile's largest call, so that its TensorRT engine is built (or loaded) into the cache volume before users
+come, and prints each call's time (a call that takes seconds built an engine).
 """
 
 from __future__ import annotations
@@ -32,6 +36,41 @@ def missing_gpu() -> str | None:
         f"onnxruntime here has no {CUDA} (it has {', '.join(providers) or 'none'}): "
         "install onnxruntime-gpu on a machine with an NVIDIA GPU to run this bench"
     )
+
+
+def ocr_buckets() -> str:
+    """What the OCR GPU variants send, in one line."""
+    from export.ocr_gpu import GPU_REC_ROWS_PER_CALL, REC_WIDTH_BUCKETS
+
+    widths = REC_WIDTH_BUCKETS.widths
+    return (
+        f"OCR on a GPU: recogniser batches padded to widths {', '.join(map(str, widths))} "
+        f"(ocr_rec on TensorRT, 1-{GPU_REC_ROWS_PER_CALL} rows x {widths[0]}-{widths[-1]} px), "
+        "the detector at each photo's own size on CUDA"
+    )
+
+
+def warm(url: str, rows: int | None = None) -> int:
+    """One `ocr_rec` call per width bucket, of one row and of `rows` rows (default: the profile's largest)."""
+    import numpy as np
+    import tritonclient.http as triton_http
+
+    from export.ocr import REC_HEIGHT, REC_MODEL
+    from export.ocr_gpu import GPU_REC_ROWS_PER_CALL, REC_WIDTH_BUCKETS
+
+    client = triton_http.InferenceServerClient(url.removeprefix("http://"), network_timeout=1800.0)
+    try:
+        for width in REC_WIDTH_BUCKETS.widths:
+            for count in sorted({1, rows or GPU_REC_ROWS_PER_CALL}):
+                item = triton_http.InferInput("image", [count, 3, REC_HEIGHT, width], "FP32")
+                item.set_data_from_numpy(np.zeros((count, 3, REC_HEIGHT, width), dtype=np.float32), binary_data=True)
+                started = time.perf_counter()
+                client.infer(REC_MODEL, [item], outputs=[triton_http.InferRequestedOutput("classes", binary_data=True)])
+                seconds = time.perf_counter() - started
+                print(f"warm: {REC_MODEL} {count}x3x{REC_HEIGHT}x{width}: {seconds:.2f} s", flush=True)
+    finally:
+        client.close()
+    return 0
 
 
 def write_gpu_variants(repository: Path, cache_dir: Path) -> list[str]:
@@ -111,10 +150,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mt-photos-triton bench gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stand-ins and caches here")
     parser.add_argument("--requests", type=int, default=128, help="requests per route and concurrency")
+    parser.add_argument("--warm", metavar="URL", help="build the OCR recogniser's engine on a running server instead")
     args = parser.parse_args(argv)
+    if args.warm:
+        return warm(args.warm)
     reason = missing_gpu()
     if reason is not None:
         print(f"bench gpu: dry run, nothing measured: {reason}")
+        print(f"bench gpu: {ocr_buckets()}")
         return 0
     from mt_photos_triton.bench.clip import prepare
 

@@ -1,14 +1,15 @@
 """CLIP smart search maths: the image transform, the tokeniser and the number format of `/clip/*`.
 
 Pure functions and small configured callables (no Triton import): the Triton python models, the adapter,
-the bench and the tests all use this very code.
+the bench and the tests all use this very code. Which decoder, resize, interpolation and tokeniser a model
+gets is its CLIP profile (pipelines/clip_profile.py), recorded by export in the configs.
 """
 
 from __future__ import annotations
 
 import io
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -17,10 +18,15 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from mt_photos_triton.errors import INVALID_IMAGE, PipelineError
+from mt_photos_triton.pipelines.clip_bert import BertTokenizer
+from mt_photos_triton.pipelines.clip_profile import (
+    BERT_VOCAB, BICUBIC, BILINEAR, HF_SHORTEST_CROP, IMMICH, OPENCV_BGR, SHORTEST_CROP, ClipProfile,
+)
 from mt_photos_triton.pipelines.images import probe
 from mt_photos_triton.pipelines.languages import with_language
 
 UINT8_LEVELS = 256
+RESAMPLING = {BICUBIC: Image.Resampling.BICUBIC, BILINEAR: Image.Resampling.BILINEAR}
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
@@ -51,6 +57,22 @@ def decode_rgb(data: bytes) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def decode_opencv_bgr(data: bytes) -> Image.Image:
+    """Header check first, then OpenCV's colour decode, whose BGR array Pillow takes as RGB (channels swapped).
+
+    mt-photos-ai onnx/server.py:170-171 (`cv2.imdecode(nparr, cv2.IMREAD_COLOR)`) and onnx/clip.py:29
+    (`Image.fromarray` of that array): OpenCV applies the EXIF orientation and makes every image three 8-bit
+    channels (grey repeated, palette expanded, alpha dropped, CMYK converted by libjpeg).
+    """
+    import cv2
+
+    probe(data)
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise PipelineError(INVALID_IMAGE, "undecodable image (OpenCV)")
+    return Image.fromarray(pixels)
+
+
 def shortest_side_size(width: int, height: int, size: int) -> tuple[int, int]:
     """Shorter side to `size`, the longer one truncated to int.
 
@@ -61,9 +83,20 @@ def shortest_side_size(width: int, height: int, size: int) -> tuple[int, int]:
     return int((width / height) * size), size
 
 
-def resize_shortest(image: Image.Image, size: int) -> Image.Image:
-    """Shorter side to `size` (shortest_side_size); always bicubic (antialiased)."""
-    return image.resize(shortest_side_size(*image.size, size), resample=Image.Resampling.BICUBIC)
+def hf_shortest_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """Shorter side to `size`, the longer one int(size * long / short) (transformers image_transforms.py
+    `get_resize_output_image_size`): one pixel more than shortest_side_size where the quotient is whole."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def resize_shortest(
+    image: Image.Image, size: int, resample: Image.Resampling = Image.Resampling.BICUBIC,
+    sides: Callable[[int, int, int], tuple[int, int]] = shortest_side_size,
+) -> Image.Image:
+    """Shorter side to `size` (shortest_side_size unless told); bicubic (antialiased) unless told."""
+    return image.resize(sides(*image.size, size), resample=resample)
 
 
 def centre_origin(width: int, height: int, size: int) -> tuple[int, int]:
@@ -76,40 +109,45 @@ def crop_centre(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def _bicubic(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
-    return image.crop(box).resize(size, resample=Image.Resampling.BICUBIC)
+def _resampled(
+    image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int], resample: Image.Resampling
+) -> Image.Image:
+    return image.crop(box).resize(size, resample=resample)
 
 
-def resize_crop_in_halves(image: Image.Image, size: int, helper: Executor) -> Image.Image:
+def resize_crop_in_halves(
+    image: Image.Image, size: int, helper: Executor, resample: Image.Resampling = Image.Resampling.BICUBIC,
+    sides: Callable[[int, int, int], tuple[int, int]] = shortest_side_size,
+) -> Image.Image:
     """crop_centre(resize_shortest(image, size), size), the same bytes, in about half the time with one more core.
 
-    Pillow's bicubic resize is a horizontal pass (every row on its own) and then a vertical pass (every column on
+    Pillow's resize (bicubic, bilinear) is a horizontal pass (every row on its own) and then a vertical pass (every column on
     its own), each with weights that depend only on the sizes (Pillow, src/libImaging/Resample.c). So the
     horizontal pass runs on the top and the bottom half of the rows, the vertical pass only on the columns the crop
     keeps, in a left and a right half: one half of each in `helper`, the other in the calling thread. (Pillow
     releases the GIL while it resamples.)
     """
     width, height = image.size
-    new_width, new_height = shortest_side_size(width, height, size)
+    new_width, new_height = sides(width, height, size)
     left, top = centre_origin(new_width, new_height, size)
     middle = height // 2
     if new_width != width and middle > 0:
-        upper = helper.submit(_bicubic, image, (0, 0, width, middle), (new_width, middle))
-        lower = _bicubic(image, (0, middle, width, height), (new_width, height - middle))
+        upper = helper.submit(_resampled, image, (0, 0, width, middle), (new_width, middle), resample)
+        lower = _resampled(image, (0, middle, width, height), (new_width, height - middle), resample)
         rows = Image.new(image.mode, (new_width, height))
         rows.paste(upper.result(), (0, 0))
         rows.paste(lower, (0, middle))
     else:
-        rows = image.resize((new_width, height), resample=Image.Resampling.BICUBIC)
+        rows = image.resize((new_width, height), resample=resample)
     centre = left + size // 2
     if size // 2 > 0:
-        west = helper.submit(_bicubic, rows, (left, 0, centre, height), (centre - left, new_height))
-        east = _bicubic(rows, (centre, 0, left + size, height), (left + size - centre, new_height))
+        west = helper.submit(_resampled, rows, (left, 0, centre, height), (centre - left, new_height), resample)
+        east = _resampled(rows, (centre, 0, left + size, height), (left + size - centre, new_height), resample)
         columns = Image.new(image.mode, (size, new_height))
         columns.paste(west.result(), (0, 0))
         columns.paste(east, (centre - left, 0))
     else:
-        columns = _bicubic(rows, (left, 0, left + size, height), (size, new_height))
+        columns = _resampled(rows, (left, 0, left + size, height), (size, new_height), resample)
     return columns.crop((0, top, size, top + size))
 
 
@@ -125,7 +163,12 @@ def normalisation_table(mean: NDArray[np.float32], std: NDArray[np.float32]) -> 
 
 
 class ImageTransform:
-    """Encoded bytes -> float32 [3, size, size], the reference's CLIP transform.
+    """Encoded bytes -> float32 [3, size, size], the CLIP transform of the model's profile.
+
+    The profile picks the decoder (decode_rgb, or decode_opencv_bgr for mt-photos-ai), the resize (shorter side
+    then centre crop, or straight to size x size as mt-photos-ai onnx/clip.py:29 does) and Pillow's filter; the
+    normalisation below is the same float32 arithmetic in both services (mt-photos-ai onnx/clip.py:24-25, 31-32:
+    float32 mean and std, x / 255.0, then (x - mean) / std, on whatever channel order the decoder gave).
 
     Normalisation goes through a per-channel table of the 256 byte values, computed with the reference's own
     float32 operations in its order: x / 255, then (that - mean) / std (immich machine-learning,
@@ -135,20 +178,29 @@ class ImageTransform:
     With a `helper` executor the resize runs in two threads (resize_crop_in_halves: the same bytes).
     """
 
-    def __init__(self, size: int, mean: Sequence[float] | NDArray[np.float32], std: Sequence[float] | NDArray[np.float32]) -> None:
+    def __init__(
+        self, size: int, mean: Sequence[float] | NDArray[np.float32], std: Sequence[float] | NDArray[np.float32],
+        profile: ClipProfile = IMMICH,
+    ) -> None:
         self.size = int(size)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         self.table = normalisation_table(self.mean, self.std)
+        self.decode = decode_opencv_bgr if profile.decoder == OPENCV_BGR else decode_rgb
+        self.crop = profile.resize in (SHORTEST_CROP, HF_SHORTEST_CROP)
+        self.sides = hf_shortest_side_size if profile.resize == HF_SHORTEST_CROP else shortest_side_size
+        self.resample = RESAMPLING[profile.interpolation]
 
     def __call__(self, data: bytes, helper: Executor | None = None) -> NDArray[np.float32]:
-        return self.from_image(decode_rgb(data), helper)
+        return self.from_image(self.decode(data), helper)
 
     def from_image(self, image: Image.Image, helper: Executor | None = None) -> NDArray[np.float32]:
-        if helper is None:
-            square = crop_centre(resize_shortest(image, self.size), self.size)
+        if not self.crop:  # resize `exact`
+            square = image.resize((self.size, self.size), resample=self.resample)
+        elif helper is None:
+            square = crop_centre(resize_shortest(image, self.size, self.resample, self.sides), self.size)
         else:
-            square = resize_crop_in_halves(image, self.size, helper)
+            square = resize_crop_in_halves(image, self.size, helper, self.resample, self.sides)
         rgb = np.asarray(square)
         return np.stack([self.table[channel][rgb[:, :, channel]] for channel in range(3)])
 
@@ -204,6 +256,17 @@ class TextTokenizer:
         ids = np.array([e.ids for e in encodings], dtype=np.int32)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int32)
         return ids, mask
+
+
+def text_tokenizer(
+    profile: ClipProfile, tokenizer_file: Path, context_length: int, pad_token: str, canonicalize: bool,
+    language_prefix: bool = False,
+) -> TextTokenizer | BertTokenizer:
+    """The profile's tokeniser over the model's tokenizer file (tokenizer.json, or a BERT vocab.txt: that one
+    has its own cleaning and framing, and takes neither pad token, canonicalisation nor a language)."""
+    if profile.tokenizer == BERT_VOCAB:
+        return BertTokenizer(tokenizer_file, context_length)
+    return TextTokenizer(tokenizer_file, context_length, pad_token, canonicalize, language_prefix)
 
 
 # ----------------------------------------------------------------------------------------------- numbers

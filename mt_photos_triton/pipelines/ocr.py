@@ -23,7 +23,7 @@ from mt_photos_triton.pipelines.ocr_detection import (
     reading_order,
     too_small,
 )
-from mt_photos_triton.pipelines.ocr_parameters import OcrParameters
+from mt_photos_triton.pipelines.ocr_parameters import OcrParameters, WidthBuckets
 from mt_photos_triton.pipelines.ocr_recognition import (
     CTCDecoder,
     RecognitionBatch,
@@ -112,18 +112,20 @@ class OcrJob:
     outcome: OcrResult | None = None  # what was read, once recognised
     looked_again: bool = False
     params: OcrParameters | None = None  # the numbers this image is read with (the config's, or a request's)
+    buckets: WidthBuckets | None = None  # GPU: the widths the recogniser is sent at; None: each batch's own
 
     @classmethod
-    def start(cls, data: bytes, params: OcrParameters) -> OcrJob:
+    def start(cls, data: bytes, params: OcrParameters, buckets: WidthBuckets | None = None) -> OcrJob:
         image = decode_image(data)
-        return cls(image, None if too_small(image, params) else detection_input(image, params), params=params)
+        detector_input = None if too_small(image, params) else detection_input(image, params)
+        return cls(image, detector_input, params=params, buckets=buckets)
 
     def detected(self, probability: NDArray[np.float32], postprocess: DBPostProcess, params: OcrParameters) -> None:
         """Boxes from the detector's [1,H,W] output, then the recogniser batches of their crops."""
         boxes, scores = postprocess(probability[0], self.image.width, self.image.height, params.box_threshold)
         order = reading_order(boxes)
         self.boxes, self.box_scores = boxes[order], [scores[i] for i in order]
-        self.batches = recognition_batches(crop_lines(self.image, self.boxes), params)
+        self.batches = recognition_batches(crop_lines(self.image, self.boxes), params, self.buckets)
 
     def recognised(self, outputs: Sequence[RecognizerOutput], decoder: CTCDecoder, params: OcrParameters) -> None:
         if self.boxes is None or not self.batches:

@@ -1,6 +1,7 @@
 """The OCR pipeline's numbers: `OcrParameters` from the `ocr` model's config (written by export, no second
-default) and `OcrOptions`, a request's replacements for some of them. No cv2, pyclipper or Pillow import: who only
-reads or checks these numbers does not load the image maths.
+default), `OcrOptions`, a request's replacements for some of them, and `WidthBuckets`, the recogniser widths the
+GPU variant pads to. No cv2, pyclipper or Pillow import: who only reads or checks these numbers does not load the
+image maths.
 """
 
 from __future__ import annotations
@@ -71,3 +72,37 @@ class OcrOptions:
             )
         given = {field.name: getattr(self, field.name) for field in fields(self) if getattr(self, field.name) is not None}
         return replace(params, **given) if given else params
+
+
+REC_WIDTH_BUCKETS = "rec_width_buckets"  # the config parameter (GPU variant only)
+
+
+@dataclass(frozen=True)
+class WidthBuckets:
+    """The widths the recogniser is sent at on a GPU: each batch padded on the right, up to the next bucket, so
+    that a TensorRT engine whose one optimisation profile spans the buckets serves every call and batches of
+    near widths share calls. Only the `ocr` GPU variant's config names them (export/ocr_gpu.py); without them
+    each batch goes at its own width. The detector is not padded: docs/gpu.md says why."""
+
+    widths: tuple[int, ...]  # ascending
+
+    @classmethod
+    def from_config(cls, parameters: Mapping[str, str]) -> WidthBuckets | None:
+        """The buckets a config names, or None where it names none (the CPU configs)."""
+        if REC_WIDTH_BUCKETS not in parameters:
+            return None
+        widths = tuple(int(v) for v in parameters[REC_WIDTH_BUCKETS].split(","))
+        if min(widths) < 1 or list(widths) != sorted(set(widths)):
+            raise ValueError(f"config parameter '{REC_WIDTH_BUCKETS}' must list ascending positive widths: {widths}")
+        return cls(widths)
+
+    def as_config(self) -> dict[str, str]:
+        return {REC_WIDTH_BUCKETS: ",".join(str(w) for w in self.widths)}
+
+    def width(self, width: int) -> int:
+        """The smallest bucket that holds `width`; beyond the largest, the smallest multiple of the largest that
+        does (outside the TensorRT profile, so kept to a few shapes: docs/gpu.md)."""
+        for bucket in self.widths:
+            if width <= bucket:
+                return bucket
+        return -(-width // self.widths[-1]) * self.widths[-1]

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from mt_photos_triton.pipelines.ocr_parameters import OcrParameters
+from mt_photos_triton.pipelines.ocr_parameters import OcrParameters, WidthBuckets
 
 ROTATE_ASPECT = 1.5  # crops this much taller than wide are turned 90 degrees counter-clockwise
 SCORE_DECIMALS = 5  # RapidOCR rounds each step probability and the mean to 5 decimals
@@ -74,9 +74,13 @@ class RecognitionBatch:
     pixels: NDArray[np.float32]  # [n,3,height,width]
 
 
-def recognition_batches(crops: Sequence[NDArray[np.uint8]], params: OcrParameters) -> list[RecognitionBatch]:
+def recognition_batches(
+    crops: Sequence[NDArray[np.uint8]], params: OcrParameters, buckets: WidthBuckets | None = None
+) -> list[RecognitionBatch]:
     """Crops sorted by aspect ratio, in batches of `rec_batch_size`, each padded to its widest member;
-    RapidOCR ch_ppocr_rec/main.py `TextRecognizer.__call__` (results depend on this batching)."""
+    RapidOCR ch_ppocr_rec/main.py `TextRecognizer.__call__` (results depend on this batching). With `buckets`
+    (GPU) each batch is padded on, with the same zeros, to its width's bucket; every step of the recogniser's
+    output is still decoded, as for a narrow crop in a wide batch (the steps over padding read blank)."""
     ratios = [crop.shape[1] / float(crop.shape[0]) for crop in crops]
     order = np.argsort(np.array(ratios))
     batches = []
@@ -85,6 +89,8 @@ def recognition_batches(crops: Sequence[NDArray[np.uint8]], params: OcrParameter
         max_ratio = max([params.rec_min_width / params.rec_height] + [ratios[i] for i in members])
         width = int(params.rec_height * max_ratio)
         pixels = np.stack([recognition_input(crops[i], params.rec_height, width) for i in members])
+        if buckets is not None and buckets.width(width) > width:
+            pixels = np.pad(pixels, ((0, 0), (0, 0), (0, 0), (0, buckets.width(width) - width)))
         batches.append(RecognitionBatch(members, pixels))
     return batches
 

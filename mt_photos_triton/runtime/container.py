@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +21,11 @@ from mt_photos_triton.repository import loadable_models, scan
 log = logging.getLogger("mt_photos_triton.runtime.container")
 
 ACCELERATORS = ("cpu", "gpu", "openvino")
-PRECISIONS = ("auto", "fp32")  # auto: each model's own (FP16 where export chose it, fp32 for embeddings)
+PRECISIONS = ("auto", "fp32")
+DEFAULT_MAX_BODY_MB = 200.0  # the adapter's MAX_BODY_MB default (adapter/settings.py)
+INPUT_SIZE_FLAG = "--http-max-input-size"
+# what one HTTP request to Triton carries beyond the photo itself: headers, the JSON inference header, other tensors
+REQUEST_OVERHEAD_BYTES = 1024 * 1024  # auto: each model's own (FP16 where export chose it, fp32 for embeddings)
 
 
 def config_name(accelerator: str, precision: str = "auto") -> str | None:
@@ -52,6 +57,22 @@ def server_flags(repository: Path, models: list[str], accelerator: str = "cpu", 
     return flags
 
 
+def input_size_flags(help_text: str, max_body_mb: float) -> list[str]:
+    """Raise Triton's own HTTP body limit to the adapter's, where this Triton has one (newer releases refuse
+    bodies over 64 MB by default, so a large photo the adapter accepts would fail inside); none where it has not."""
+    if INPUT_SIZE_FLAG not in help_text:
+        return []
+    return [f"{INPUT_SIZE_FLAG}={int(max_body_mb * 1024 * 1024) + REQUEST_OVERHEAD_BYTES}"]
+
+
+def _help_text(binary: str) -> str:
+    try:
+        done = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout + done.stderr  # tritonserver prints its usage on stderr
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     repository = Path(os.environ.get("MODEL_REPOSITORY", "/models"))
@@ -61,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     accelerator = os.environ.get("ACCELERATOR", "cpu")
     precision = os.environ.get("TRT_PRECISION", "auto")
     flags = server_flags(repository, loadable_models(repository), accelerator, precision)
+    max_body_mb = float(os.environ.get("MAX_BODY_MB", DEFAULT_MAX_BODY_MB))
+    flags += input_size_flags(_help_text("tritonserver"), max_body_mb)
     command = ["tritonserver", *flags, *(sys.argv[1:] if argv is None else argv)]
     log.info("exec %s", " ".join(command))
     os.execvp(command[0], command)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mt_photos_triton.procfs import processes
+from mt_photos_triton.procfs import listens_on, processes
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,7 @@ class EmbeddedTriton:
     _log_file: IO[bytes] | None = field(default=None, init=False, repr=False)
     _shm_before: set[str] = field(default_factory=set, init=False, repr=False)
     _gpu_ignored_logged: bool = field(default=False, init=False, repr=False)
+    _served_repository: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -209,7 +210,7 @@ class EmbeddedTriton:
 
         return [
             str(locate_bundle().binary),
-            *server_flags(self.repository, self.models_to_load(), *self.served_accelerator()),
+            *server_flags(self._served_repository or self.repository, self.models_to_load(), *self.served_accelerator()),
             f"--backend-directory={backend_dir}",
             f"--http-address={LOOPBACK}",
             f"--http-port={self.ports['http']}",
@@ -266,6 +267,7 @@ class EmbeddedTriton:
         self.ports = choose_ports(self.ports or None)  # a restart keeps its ports where they are still free
         self._workdir = Path(tempfile.mkdtemp(prefix="mt-photos-triton-"))
         backend_dir = assemble_backends(bundle, self._workdir / "backends")
+        self._served_repository = self._spaceless(self.repository)
         env = dict(os.environ)
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(bundle.libs), env.get("LD_LIBRARY_PATH")]))
@@ -289,6 +291,17 @@ class EmbeddedTriton:
             raise
         return self
 
+    def _spaceless(self, repository: Path) -> Path | None:
+        """A path without whitespace for a repository whose path has some: the python backend's stub is started
+        with the model's path in its command line and cannot parse one that holds a space. None when not needed."""
+        if not any(character.isspace() for character in str(repository)):
+            return None
+        assert self._workdir is not None
+        link = self._workdir / "repository"
+        link.symlink_to(repository, target_is_directory=True)
+        log.info("serving %s through %s (the python backend cannot start under a path with a space)", repository, link)
+        return link
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -303,6 +316,11 @@ class EmbeddedTriton:
         except urllib.error.HTTPError as error:
             return int(error.code)
 
+    def _listening(self) -> bool:
+        """Our own tritonserver holds the listening socket on our HTTP port (it logs "Started HTTPService"
+        before its bind can still fail, so the log is no proof)."""
+        return self._process is not None and listens_on(self._process.pid, self.ports["http"])
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
@@ -311,8 +329,10 @@ class EmbeddedTriton:
                 raise EmbeddedTritonError(
                     f"tritonserver exited with code {code} before it was ready; its log ends:\n{self.log_tail()}"
                 )
+            # Ready only once our own process listens on our port: another server that holds the port
+            # (our bind then fails) would otherwise answer the health check in its place.
             with contextlib.suppress(OSError):
-                if self._get("/v2/health/ready") == 200:
+                if self._listening() and self._get("/v2/health/ready") == 200 and self.alive():
                     return
             time.sleep(0.1)
         raise EmbeddedTritonError(

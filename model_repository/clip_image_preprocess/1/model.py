@@ -1,7 +1,8 @@
 """clip_image_preprocess: encoded image bytes -> float32 [3, S, S], the reference's CLIP transform.
 
 Thin: tensors in, mt_photos_triton.pipelines.clip.ImageTransform, tensors out. Size, mean and std come
-from the config parameters that export wrote from the model's preprocess_cfg.json. The images of one
+from the config parameters that export wrote from the model's preprocess_cfg.json; decoder, resize and
+interpolation from the CLIP profile export recorded there (pipelines/clip_profile.py: absent = immich's). The images of one
 execution (all requests the dynamic batcher grouped) are decoded in parallel threads: Pillow releases
 the GIL while it decodes and resizes. A lone image, when a core is free, has its resize split over two
 threads instead (pipelines.clip.resize_crop_in_halves: the same bytes).
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mt_photos_triton.pipelines.clip import ImageTransform, parse_floats
+from mt_photos_triton.pipelines.clip_profile import read_profile
 from mt_photos_triton.procfs import core_to_spare
 from mt_photos_triton.triton.answers import Answers
 from mt_photos_triton.triton.parameters import ModelConfig
@@ -26,7 +28,8 @@ class TritonPythonModel:
         config = ModelConfig.from_args(args)
         self.name = config.name
         self.transform = ImageTransform(
-            config.integer("size"), parse_floats(config.text("mean")), parse_floats(config.text("std"))
+            config.integer("size"), parse_floats(config.text("mean")), parse_floats(config.text("std")),
+            read_profile(config.parameters),
         )
         threads = config.integer("decode_threads")
         self.pool = ThreadPoolExecutor(max_workers=threads)

@@ -10,6 +10,8 @@ rows per call be chosen (a batcher merges only neighbouring equal shapes, into r
 Each request may carry several images; outputs are padded to the largest count, with `count` per image.
 Optional inputs `box_threshold`, `max_resolution` and `min_text_score` (one per image, or one for all of a
 request's images) replace the config's numbers for that request (immich's per-request options).
+The GPU variant's config (configs/gpu.pbtxt) also names `rec_width_buckets`: recogniser batches are then padded
+up to those widths, which the recogniser's TensorRT profile spans (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from mt_photos_triton.errors import INVALID_INPUT, PipelineError
 from mt_photos_triton.pipelines.ocr import OcrJob, pad_results
 from mt_photos_triton.pipelines.ocr_detection import DBPostProcess
-from mt_photos_triton.pipelines.ocr_parameters import OcrOptions, OcrParameters
+from mt_photos_triton.pipelines.ocr_parameters import OcrOptions, OcrParameters, WidthBuckets
 from mt_photos_triton.pipelines.ocr_recognition import CTCDecoder, RecognizerOutput
 from mt_photos_triton.triton.answers import Answers
 from mt_photos_triton.triton.parameters import ModelConfig
@@ -40,6 +42,7 @@ class TritonPythonModel:
         config = ModelConfig.from_args(args)
         self.name = config.name
         self.params = OcrParameters.from_config(config.parameters)
+        self.buckets = WidthBuckets.from_config(config.parameters)  # None: each batch at its own width (CPU)
         self.postprocess = DBPostProcess(self.params)
         self.decoder = CTCDecoder.from_file(config.file("dictionary"))
         self.det_model, self.rec_model = config.names("bls_models")
@@ -66,7 +69,7 @@ class TritonPythonModel:
         """One job per image of the request, each read with its options applied to the config's numbers."""
         images = input_array(request, "image_bytes").reshape(-1)
         options = _options(request, len(images))
-        return [OcrJob.start(bytes(data), option.applied(self.params)) for data, option in zip(images, options)]
+        return [OcrJob.start(bytes(data), o.applied(self.params), self.buckets) for data, o in zip(images, options)]
 
     async def _detect(self, work: list[tuple[int, OcrJob, np.ndarray]], answers: Answers) -> None:
         """One detector stage over every (request index, job, detector input), then DB post-processing."""

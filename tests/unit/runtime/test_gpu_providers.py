@@ -94,6 +94,9 @@ def test_bench_gpu_dry_run_without_cuda(
     assert bench_gpu.main(args.args) == 0
     out = capsys.readouterr().out
     assert "dry run, nothing measured" in out and CUDA in out
+    from export.ocr_gpu import REC_WIDTH_BUCKETS
+
+    assert ", ".join(map(str, REC_WIDTH_BUCKETS.widths)) in out, "the dry run says what OCR sends on a GPU"
     assert not (tmp_path / "work").exists(), "a dry run exports nothing"
 
 
