@@ -344,7 +344,7 @@ OPTION_INPUTS = {"box_threshold": "TYPE_FP32", "max_resolution": "TYPE_INT32", "
 def model_configs(model: str) -> dict[str, ModelConfig]:
     """The three OCR configs (model_repository/ holds them for the default model)."""
     from export.configs import (
-        ENTRY_INSTANCES, add_tensor, bound_queue, instances, new_config, serves, set_parameters, shrink_arena,
+        ENTRY_INSTANCES, add_tensor, bound_queue, instances, new_config, serves, set_parameters,
     )
 
     det = new_config(DET_MODEL, FAMILY, DET_MAX_BATCH, backend="onnxruntime")
@@ -359,7 +359,6 @@ def model_configs(model: str) -> dict[str, ModelConfig]:
         set_parameters(encoder, {"allow_spinning": ENCODER_SPINNING})
     # text lines of every width, 3 a run: the recogniser's arena gives back a wide run (62 vs 64 ms a run of 3
     # lines without and with, 2 cores); not the detector's, whose page-sized run took 60 % longer with it
-    shrink_arena(rec)
 
     entry = new_config(ENTRY_MODEL, FAMILY, OCR_MAX_BATCH, backend="python")
     add_tensor(entry.input, "image_bytes", "TYPE_STRING", [1])
