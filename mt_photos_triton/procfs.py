@@ -113,6 +113,24 @@ def core_to_spare() -> bool:
     return running is None or running <= len(os.sched_getaffinity(0))
 
 
+def mapped_files(directory: Path) -> set[str]:
+    """Names of the files in `directory` that some live process has mapped (as /proc/<pid>/maps lists them)."""
+    prefix = f"{directory}/"
+    names = set()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            maps = (entry / "maps").read_text()
+        except OSError:
+            continue
+        for line in maps.splitlines():
+            path = line.rsplit(" ", 1)[-1]
+            if path.startswith(prefix):
+                names.add(path[len(prefix):])
+    return names
+
+
 LISTEN = "0A"  # the TCP state /proc/net/tcp prints for a listening socket
 
 

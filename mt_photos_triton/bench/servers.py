@@ -23,7 +23,7 @@ def live_adapter(settings: Settings) -> Iterator[str]:
     """Yields the base URL of the running adapter; stops it on exit."""
     import uvicorn
 
-    from mt_photos_triton.runtime.embedded import free_port
+    from mt_photos_triton.runtime.ports import free_port
 
     port = free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -51,7 +51,7 @@ def adapter_process(
     terminates it on exit."""
     import httpx
 
-    from mt_photos_triton.runtime.embedded import free_port
+    from mt_photos_triton.runtime.ports import free_port
 
     port = free_port()
     env = {**os.environ, "API_AUTH_KEY": api_key, "LOG_LEVEL": "WARNING", **(env or {})}

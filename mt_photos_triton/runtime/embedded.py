@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from mt_photos_triton.procfs import listens_on, processes
+from mt_photos_triton.procfs import listens_on, mapped_files, processes
+from mt_photos_triton.runtime.ports import LOOPBACK, choose_ports
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
-LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 EXIT_TIMEOUT_S = 5  # the server's own grace for open connections and in-flight requests on SIGTERM
@@ -116,37 +114,6 @@ def assemble_backends(bundle: Bundle, target: Path) -> Path:
     onnx_dir.mkdir()
     shutil.copy2(ONNXRUNTIME_BACKEND, onnx_dir / "model.py")
     return target
-
-
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # as servers bind: connections in TIME_WAIT (after a restart) do not make the port busy
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def choose_ports(preferred: dict[str, int] | None = None) -> dict[str, int]:
-    """The preferred ports where free, otherwise free ones chosen by the kernel."""
-    chosen: dict[str, int] = {}
-    for name, port in (preferred or DEFAULT_PORTS).items():
-        if port and port_is_free(port) and port not in chosen.values():
-            chosen[name] = port
-        else:
-            candidate = free_port()
-            while candidate in chosen.values():
-                candidate = free_port()
-            chosen[name] = candidate
-    return chosen
 
 
 def _die_with_parent() -> None:
@@ -387,7 +354,7 @@ class EmbeddedTriton:
         """Regions that appeared while we ran and that no live process maps (another server's stay)."""
         leftovers = shm_regions() - self._shm_before
         if leftovers:
-            leftovers -= _mapped_shm_names()
+            leftovers -= mapped_files(SHM_DIR)
         for name in leftovers:
             with contextlib.suppress(OSError):
                 (SHM_DIR / name).unlink()
@@ -406,23 +373,6 @@ def onnxruntime_providers() -> list[str]:
     except ImportError:
         return []
     return list(onnxruntime.get_available_providers())
-
-
-def _mapped_shm_names() -> set[str]:
-    """Names of /dev/shm files that some live process has mapped."""
-    names = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            maps = (entry / "maps").read_text()
-        except OSError:
-            continue
-        for line in maps.splitlines():
-            path = line.rsplit(" ", 1)[-1]
-            if path.startswith(f"{SHM_DIR}/"):
-                names.add(path[len(str(SHM_DIR)) + 1 :])
-    return names
 
 
 def _session_members(session_id: int) -> list[int]:

@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mt_photos_triton.runtime.embedded import _mapped_shm_names, free_port, shm_regions
+from mt_photos_triton.procfs import mapped_files
+from mt_photos_triton.runtime.embedded import SHM_DIR, shm_regions
+from mt_photos_triton.runtime.ports import free_port
 from mt_photos_triton.procfs import processes
 from tests.harness import ROOT
 from tests.unit.adapter.test_core_routes import CHECK_BODY, KEY
@@ -99,6 +101,6 @@ def test_make_serve_answers_then_stops_cleanly_on_ctrl_c(make_serve: tuple) -> N
     while _processes_using(repository) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_using(repository) == []
-    leftovers = (shm_regions() - shm_before) - _mapped_shm_names()
+    leftovers = (shm_regions() - shm_before) - mapped_files(SHM_DIR)
     assert leftovers == set(), f"shared-memory regions left behind: {leftovers}"
     assert "stopping the embedded Triton server" in log_path.read_text()

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from mt_photos_triton.runtime.embedded import free_port
+from mt_photos_triton.runtime.ports import free_port
 from mt_photos_triton.procfs import descendants, processes, rss_bytes
 from tests.faces_support import face_detector, standin_face_image
 

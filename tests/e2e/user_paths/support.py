@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from mt_photos_triton.runtime.embedded import free_port
+from mt_photos_triton.runtime.ports import free_port
 from tests.e2e.service.support import text_photo
 
 KEY = "user-path-key"

@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
     from PIL import Image
 
     from adapter import Settings, create_app
-    from mt_photos_triton.runtime.embedded import free_port
+    from mt_photos_triton.runtime.ports import free_port
 
     class Backend:
         def start(self): pass

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mt_photos_triton.runtime import embedded
-from mt_photos_triton.runtime.embedded import Bundle, EmbeddedTritonError, check_environment, choose_ports
+from mt_photos_triton.runtime.embedded import Bundle, EmbeddedTritonError, check_environment
+from mt_photos_triton.runtime.ports import LOOPBACK, choose_ports
 
 
 def _bundle(tmp_path: Path, versions: list[str]) -> Bundle:
@@ -43,7 +44,7 @@ def test_accepts_the_matching_set_up(tmp_path: Path) -> None:
 
 def test_taken_default_ports_are_replaced_by_free_ones() -> None:
     with socket.socket() as busy:
-        busy.bind((embedded.LOOPBACK, 0))
+        busy.bind((LOOPBACK, 0))
         taken = busy.getsockname()[1]
         ports = choose_ports({"http": taken, "grpc": 0, "metrics": 0})
     assert ports["http"] != taken
