@@ -55,7 +55,7 @@ def warm(url: str, rows: int | None = None) -> int:
     import numpy as np
     import tritonclient.http as triton_http
 
-    from export.ocr import REC_HEIGHT, REC_MODEL
+    from export.ocr_configs import REC_HEIGHT, REC_MODEL
     from export.ocr_gpu import GPU_REC_ROWS_PER_CALL, REC_WIDTH_BUCKETS
 
     client = triton_http.InferenceServerClient(url.removeprefix("http://"), network_timeout=1800.0)

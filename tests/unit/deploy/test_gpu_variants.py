@@ -13,7 +13,7 @@ import pytest
 import yaml
 from google.protobuf import text_format
 
-from export import ocr as ocr_export
+from export import ocr_configs
 from export.configs import (
     GPU_FP32_VARIANT, GPU_VARIANT, TRT_CACHE_DIR, VARIANTS_DIR, accelerator_variants, write_config,
 )
@@ -30,7 +30,7 @@ REPOSITORY = ROOT / "model_repository"
 TENSORRT_MODELS = ("clip_visual", "clip_textual", "face_det", "face_rec", "ocr_rec")
 CUDA_MODELS = ("ocr_det",)
 FP32_MODELS = ("clip_visual", "clip_textual", "face_rec", "ocr_rec")  # embeddings; the recogniser's confidences
-OCR_MODELS = (ocr_export.DET_MODEL, ocr_export.REC_MODEL, ocr_export.ENTRY_MODEL)
+OCR_MODELS = (ocr_configs.DET_MODEL, ocr_configs.REC_MODEL, ocr_configs.ENTRY_MODEL)
 
 
 def _config(name: str) -> ModelConfig:
@@ -41,7 +41,7 @@ def _config(name: str) -> ModelConfig:
 def ocr_written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The OCR configs and variants as `export ocr` writes them for the default model."""
     repository = tmp_path_factory.mktemp("ocr_configs")
-    ocr_export.write_configs(repository, FAMILIES["ocr"].default_model)
+    ocr_configs.write_configs(repository, FAMILIES["ocr"].default_model)
     return repository
 
 
@@ -117,7 +117,7 @@ def test_tensorrt_profiles_cover_what_callers_send(name: str, variant_name: str,
     # every input of the model (the batch axis is dynamic in each) has a profile
     assert set(low) == set(opt) == set(high) == {tensor.name for tensor in variant.input}
     # what the caller sends under this variant (`ocr` is served its GPU variant of the same name)
-    entry = variants(ocr_export.ENTRY_MODEL)[variant_name]
+    entry = variants(ocr_configs.ENTRY_MODEL)[variant_name]
     tensor, sent_shapes = _caller_shapes({k: v.string_value for k, v in entry.parameters.items()})[name]
     for sent in sent_shapes:
         assert all(lo <= s <= hi for lo, s, hi in zip(low[tensor], sent, high[tensor], strict=True)), (sent, high)
@@ -126,7 +126,7 @@ def test_tensorrt_profiles_cover_what_callers_send(name: str, variant_name: str,
 
 
 def test_the_ocr_gpu_variant_is_the_cpu_config_with_buckets_and_larger_calls(ocr_written: Path) -> None:
-    cpu = read_config(ocr_written / ocr_export.ENTRY_MODEL)
+    cpu = read_config(ocr_written / ocr_configs.ENTRY_MODEL)
     assert WidthBuckets.from_config({k: v.string_value for k, v in cpu.parameters.items()}) is None
     for name in (GPU_VARIANT, GPU_FP32_VARIANT):
         gpu = text_format.Parse((ocr_written / "ocr" / VARIANTS_DIR / f"{name}.pbtxt").read_text(), ModelConfig())
@@ -134,7 +134,7 @@ def test_the_ocr_gpu_variant_is_the_cpu_config_with_buckets_and_larger_calls(ocr
             del gpu.parameters[key]
         del cpu.parameters["recognizer_rows_per_call"]
         assert gpu == cpu
-        cpu = read_config(ocr_written / ocr_export.ENTRY_MODEL)
+        cpu = read_config(ocr_written / ocr_configs.ENTRY_MODEL)
 
 
 @pytest.mark.parametrize("name", TENSORRT_MODELS)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export import ocr as ocr_export
+from export import ocr_configs
 from export.configs import GPU_FP32_VARIANT, GPU_VARIANT
 from export.ocr_gpu import REC_WIDTH_BUCKETS, entry_variants
 from mt_photos_triton.families import FAMILIES
 from mt_photos_triton.pipelines.ocr_parameters import REC_WIDTH_BUCKETS as PARAMETER, OcrParameters, WidthBuckets
 from mt_photos_triton.pipelines.ocr_recognition import recognition_batches
 
-PARAMS = OcrParameters.from_config({k: str(v) for k, v in ocr_export.PIPELINE_PARAMETERS.items()})
+PARAMS = OcrParameters.from_config({k: str(v) for k, v in ocr_configs.PIPELINE_PARAMETERS.items()})
 
 
 def _crops(widths: list[int], height: int = 30) -> list[np.ndarray]:
@@ -22,10 +22,10 @@ def _crops(widths: list[int], height: int = 30) -> list[np.ndarray]:
 
 
 def test_the_cpu_config_names_no_buckets_and_the_gpu_variant_does() -> None:
-    entry = ocr_export.model_configs(FAMILIES["ocr"].default_model)
-    cpu = {k: v.string_value for k, v in entry[ocr_export.ENTRY_MODEL].parameters.items()}
+    entry = ocr_configs.model_configs(FAMILIES["ocr"].default_model)
+    cpu = {k: v.string_value for k, v in entry[ocr_configs.ENTRY_MODEL].parameters.items()}
     assert WidthBuckets.from_config(cpu) is None
-    variants = entry_variants(entry[ocr_export.ENTRY_MODEL])
+    variants = entry_variants(entry[ocr_configs.ENTRY_MODEL])
     for name in (GPU_VARIANT, GPU_FP32_VARIANT):
         gpu = {k: v.string_value for k, v in variants[name].parameters.items()}
         assert WidthBuckets.from_config(gpu) == REC_WIDTH_BUCKETS

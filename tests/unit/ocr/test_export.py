@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from export import ocr as ocr_export
+from export import ocr_configs
 from export import record, sources
 from export.common import ExportError
 from export.configs import render_config
@@ -26,14 +27,14 @@ def package_models() -> Path:
 
 @pytest.mark.parametrize("name", ["ocr", "ocr_det", "ocr_rec"])
 def test_committed_configs_are_what_export_writes(name: str) -> None:
-    expected = ocr_export.model_configs(FAMILIES["ocr"].default_model)[name]
+    expected = ocr_configs.model_configs(FAMILIES["ocr"].default_model)[name]
     assert (CHECKOUT / name / "config.pbtxt").read_text() == render_config(expected)
 
 
 def test_entry_config_carries_every_pipeline_parameter() -> None:
     from mt_photos_triton.pipelines.ocr_parameters import OcrParameters
 
-    config = ocr_export.model_configs("PP-OCRv5_server")["ocr"]
+    config = ocr_configs.model_configs("PP-OCRv5_server")["ocr"]
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     assert OcrParameters.from_config(parameters).text_score_threshold == 0.9
     assert parameters["bls_models"] == "ocr_det,ocr_rec" and parameters["family"] == "ocr"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.ocr import PIPELINE_PARAMETERS
+from export.ocr_configs import PIPELINE_PARAMETERS
 from mt_photos_triton.errors import INVALID_INPUT, PipelineError
 from mt_photos_triton.pipelines.ocr import OcrJob, select_texts
 from mt_photos_triton.pipelines.ocr_detection import DBPostProcess, detection_input

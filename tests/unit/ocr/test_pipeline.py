@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.ocr import PIPELINE_PARAMETERS
+from export.ocr_configs import PIPELINE_PARAMETERS
 from mt_photos_triton.errors import IMAGE_TOO_LARGE, INVALID_IMAGE, PipelineError
 from mt_photos_triton.pipelines.ocr import OcrJob, OcrResult, pad_results, select_texts
 from mt_photos_triton.pipelines.ocr_detection import (
