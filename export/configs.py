@@ -38,10 +38,10 @@ ENTRY_INSTANCES = 2
 # Each instance of an onnxruntime model is a session of its own holding its own copy of the weights (a stub
 # process each in the embedded server; a session each in the native backend too): a model gets a second instance
 # only where a bench showed it pays for that copy (docs/memory.md).
-# A model whose inputs vary a lot in size (a batch of 1 to 64 faces, a photo's page at its own size) keeps in its
-# onnxruntime arena the largest run it has seen unless the arena shrinks after each run: the native backend's
-# run option, which the embedded one reads too. Not set on the CLIP encoders (their inputs vary little, and every
-# run would pay to grow the arena again).
+# A model whose inputs vary a lot in size keeps in its onnxruntime arena the largest run it has seen unless the
+# arena shrinks after each run: the native backend's run option, which the embedded one reads too. Set on
+# face_rec only (a batch of 1 to 64 faces, shrinking for free there); the detectors and ocr_rec ran slower with
+# it, and the CLIP encoders' inputs vary little (docs/memory.md).
 ARENA_SHRINKAGE_PARAMETER = "memory.enable_memory_arena_shrinkage"
 ARENA_SHRINKAGE_CPU = "cpu:0"
 

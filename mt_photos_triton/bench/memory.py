@@ -57,19 +57,22 @@ class Sources:
 # ------------------------------------------------------------------------------------------- measuring
 
 
-def served_tree() -> TreeMemory:
-    """Every process this bench started and those below them: the embedded tritonserver with its stubs and the
-    adapter's process (the reference's process is never running when this is read)."""
+def _served_roots() -> list[int]:
+    """The processes this bench started: the embedded tritonserver and the adapter's process (the reference's
+    process is never running when the served tree is read)."""
     me = os.getpid()
-    return tree_memory(*[process.pid for process in processes() if process.ppid == me])
+    return [process.pid for process in processes() if process.ppid == me]
+
+
+def served_tree() -> TreeMemory:
+    """The served tree's memory: the bench's own processes and every process below them (the stubs)."""
+    return tree_memory(*_served_roots())
 
 
 def served_breakdown() -> dict[str, list[int]]:
     """PSS of each process of the served tree by what it serves: a stub by its model's folder name (one entry per
     instance), the server as "tritonserver", everything else (the adapter) by its command."""
-    me = os.getpid()
-    roots = [process.pid for process in processes() if process.ppid == me]
-    members = {member for root in roots for member in (root, *descendants(root))}
+    members = {member for root in _served_roots() for member in (root, *descendants(root))}
     found: dict[str, list[int]] = {}
     for process in processes():
         if process.pid not in members or not process.argv:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mt_photos_triton.bench import clip, faces
-from mt_photos_triton.bench.memory import Sources, report_for
+from mt_photos_triton.bench.memory import Sources, report_for, served_tree
 from mt_photos_triton.procfs import TreeMemory
 
 CONCURRENCY = (1, 4)
@@ -214,8 +214,6 @@ def run_cases(
         faces_name = served_name(repository, FACES_MODEL)
         cases += [(f"faces {label.split(' (')[0]}", faces_calls, check_faces, faces_name, data)
                   for label, data in faces.photos().items()]
-    from mt_photos_triton.bench.memory import served_tree
-
     rows = []
     with serving(repository) as url:
         served_start = served_tree()
