@@ -126,12 +126,17 @@ def fetch(name: str, source: str | None, work: Path) -> tuple[Path, dict[str, st
     if source is not None:
         return open_source(source, work), {"source": str(source)}
     if (repo := clip_convert.hf_repo(name)) is not None:  # a transformers checkpoint, converted in export()
-        return clip_convert.fetch_hf(repo, os.environ.get(HF_REVISION_ENV) or HF_DEFAULT_REVISION, cache_dir() / "hf")
+        return from_hub(repo, clip_convert.HF_PATTERNS, cache_dir() / "hf" / repo.replace("/", "__"))
     if name not in MODEL_DIMS:
         raise ExportError(f"unknown CLIP model {name!r}; immich offers: {', '.join(sorted(MODEL_DIMS))}")
-    repo_id = f"{HF_ORGANISATION}/{name}"
+    return from_hub(f"{HF_ORGANISATION}/{name}", HF_FILES, cache_dir() / name)
+
+
+def from_hub(repo_id: str, files: list[str], cache: Path) -> tuple[Path, dict[str, str]]:
+    """`files` of a Hugging Face repository (HF_ENDPOINT honoured) at the commit CLIP_HF_REVISION resolves to,
+    cached under `cache`/<commit>, and what to record about where they came from."""
     commit = resolve_hf_revision(repo_id, os.environ.get(HF_REVISION_ENV) or HF_DEFAULT_REVISION)
-    directory = download_hf_snapshot(repo_id, commit, HF_FILES, cache_dir() / name / commit)
+    directory = download_hf_snapshot(repo_id, commit, files, cache / commit)
     return directory, {"source": f"{hf_endpoint()}/{repo_id}", "revision": commit}
 
 

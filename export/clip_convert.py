@@ -324,13 +324,3 @@ def convert(directory: Path, work: Path) -> tuple[Path, ClipProfile, list[str]]:
     notes.append(f"converted from a transformers {kind} checkpoint with optimum "
                  f"({images.resize} {images.size}px {images.interpolation}; {text.context_length}-token queries)")
     return layout, profile_of(images), notes
-
-
-def fetch_hf(repo: str, revision: str, cache: Path) -> tuple[Path, dict[str, str]]:
-    """A checkpoint's files from Hugging Face (HF_ENDPOINT honoured) at the commit `revision` resolves to, and
-    what to record about where they came from."""
-    from export.sources import download_hf_snapshot, hf_endpoint, resolve_hf_revision
-
-    commit = resolve_hf_revision(repo, revision)
-    directory = download_hf_snapshot(repo, commit, HF_PATTERNS, cache / repo.replace("/", "__") / commit)
-    return directory, {"source": f"{hf_endpoint()}/{repo}", "revision": commit}
