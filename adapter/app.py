@@ -31,8 +31,9 @@ BackendFactory = Callable[[Settings], InferenceBackend]
 API_KEY_SCHEME = "apiKey"
 
 
-def require_api_key(request: Request[Any, Any, Any]) -> Response[bytes] | None:
-    """before_request hook of the protected routes: a wrong or missing key gets the reference's 401."""
+async def require_api_key(request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """before_request hook of the protected routes: a wrong or missing key gets the reference's 401. A coroutine:
+    Litestar runs a plain function hook in its thread pool, a thread hop on every request."""
     settings: Settings = request.app.state.settings
     given = request.headers.get("api-key", "")
     if hmac.compare_digest(given.encode(), settings.api_auth_key.encode()):

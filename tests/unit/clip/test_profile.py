@@ -69,6 +69,23 @@ def test_number_formats() -> None:
         clip_strings(values, "scientific")
 
 
+def test_shortest_digits_equal_numpys_on_every_kind_of_float32() -> None:
+    """orjson's float32 digits (what the reference writes, and what we now use) against numpy's dragon4, an
+    implementation of its own: random bit patterns over every exponent, subnormals, signed zeros, the extremes."""
+    from adapter.wire import shortest_floats
+
+    bits = np.random.default_rng(7).integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    values = np.concatenate([values[np.isfinite(values)], np.array(
+        [0.0, -0.0, 1e-45, -1e-45, 1.1754942e-38, 1.1754944e-38, 3.4028235e38, -3.4028235e38, 1e-7, 1e16],
+        np.float32)])
+    expected = [float(text) for text in values.astype(str)]
+    assert shortest_floats(values) == expected
+    assert [np.signbit(v) for v in shortest_floats(np.array([-0.0], np.float32))] == [True]
+    # non-finite values read back as numpy writes them (orjson would write null)
+    assert [str(v) for v in shortest_floats(np.array([np.nan, np.inf, 1.5], np.float32))] == ["nan", "inf", "1.5"]
+
+
 def test_each_resize_and_interpolation_is_pillow_s() -> None:
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
