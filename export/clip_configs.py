@@ -35,13 +35,18 @@ QUEUE_DELAY_US = 0  # CPU encoders: batch what queued while busy, never wait for
 # One image encoder with every core, and concurrent photos batched into one run: with a true batch axis
 # (export/batch_layout.py) ViT-B/32 on 2 cores costs 53-54 ms/image alone and 46-48 ms/image in a batch of 2, where
 # two single-thread encoders cost 92-106 ms of CPU per image and leave a lone photo (a user waiting) at half speed.
-# Its pool threads do not spin between operators: with onnxruntime 1.31 spinning buys nothing on an idle machine
-# (53.6 vs 54.3 ms a photo alone), and under load the spinning thread takes the core a photo is being decoded on.
-# Measured over HTTP, two exports served side by side in alternating rounds (/clip/img, 2 cores, 8 rounds of 64
-# photos): concurrency 4 without spinning 1.05-1.13x the images/s with spinning, every round (14.53 vs 13.35 img/s;
-# the reference 12.36), concurrency 1 equal (11.72 vs 11.73). Two instances x 1 thread: 0.72x / 0.88x the reference.
+# Its pool threads spin between operators, and the process runs at niceness 10 (the `allow_spinning` and `nice`
+# parameters of mt_photos_triton/runtime/backends/onnxruntime). Spinning makes a lone photo's run faster (two servers
+# side by side, clip_visual alone, alternating blocks: 46 vs 52 ms server compute; in-process 44 vs 56 ms with
+# onnxruntime 1.32), but a spinning thread at the default priority takes the cores photos are decoded on under load;
+# at niceness 10 the decoding, Triton and the adapter come first and the spinning only uses what is left. /clip/img
+# over HTTP against the reference in-process, ratios of 6 alternating runs each (2 cores, 96 photos a round):
+# concurrency 1: 0.90x without spinning, 0.99x spinning at niceness 10 (0.95x spinning at niceness 0, 2 runs);
+# concurrency 4: 1.11x and 1.09x (1.01x spinning at niceness 0). On a NAS it also leaves MT Photos itself ahead
+# of a photo being indexed.
 VISUAL_INSTANCES = 1
-VISUAL_SPINNING = "0"  # the `allow_spinning` parameter (mt_photos_triton/runtime/backends/onnxruntime)
+VISUAL_SPINNING = "1"
+VISUAL_NICE = 10
 # The text encoder keeps spinning during a run: nothing is decoded beside it, and the two ways measured the same
 # (p50 at concurrency 1 and 4 within 1%), so it stays as /clip/txt was measured against the reference.
 TEXTUAL_SPINNING = "1"
@@ -93,12 +98,14 @@ def _python_step(name: str, max_batch: int) -> ModelConfig:
     return config
 
 
-def _encoder(name: str, max_batch: int, model: str, count: int, threads: int, spinning: str) -> ModelConfig:
+def _encoder(
+    name: str, max_batch: int, model: str, count: int, threads: int, spinning: str, nice: int = 0
+) -> ModelConfig:
     config = new_config(name, FAMILY, max_batch, backend="onnxruntime")
     config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     instances(config, count)
     set_parameters(config, {"model_name": model, "intra_op_thread_count": threads, "inter_op_thread_count": 1,
-                            "allow_spinning": spinning})
+                            "allow_spinning": spinning, **({"nice": nice} if nice else {})})
     return config
 
 
@@ -119,7 +126,7 @@ def build_configs(contract: Contract, cores: int) -> dict[str, ModelConfig]:
                                 "decode_threads": max(1, cores),
                                 **profile_parameters(contract.profile, IMAGE_FIELDS)})
     visual = _encoder(VISUAL, image_batch, contract.name, VISUAL_INSTANCES, max(1, cores // VISUAL_INSTANCES),
-                      VISUAL_SPINNING)
+                      VISUAL_SPINNING, VISUAL_NICE)
     add_tensor(visual.input, "image", "TYPE_FP32", [3, size, size])
     add_tensor(visual.output, "embedding", "TYPE_FP32", [dim])
     image = new_config(IMAGE, FAMILY, image_batch, platform="ensemble")

@@ -105,6 +105,7 @@ def serving_cores() -> int:
 # directory, so an fp16 and an fp32 engine of one model never take each other's place.
 TRT_CACHE_DIR = "/trt_cache"
 GPU_VARIANT = "gpu"
+NICE_PARAMETER = "nice"  # the embedded onnxruntime backend's CPU priority of a model's process
 GPU_FP32_VARIANT = "gpu-fp32"  # TRT_PRECISION=fp32 selects it: every TensorRT model in fp32
 # Outputs users keep and compare across a switch of machine (stored vectors, and the recogniser's per-step
 # confidences, which decide the texts kept at text_score_threshold) are computed in fp32: nothing measured here
@@ -145,6 +146,8 @@ def gpu_variant(
     10000 px, and padding them to buckets changes what it reads: docs/gpu.md)."""
     gpu = ModelConfig()
     gpu.CopyFrom(config)
+    if NICE_PARAMETER in gpu.parameters:  # a CPU scheduling choice (clip_visual's): a GPU's feeder keeps its priority
+        del gpu.parameters[NICE_PARAMETER]
     del gpu.instance_group[:]
     gpu.instance_group.add(count=1, kind=model_config_pb2.ModelInstanceGroup.KIND_GPU)
     accelerators = gpu.optimization.execution_accelerators.gpu_execution_accelerator

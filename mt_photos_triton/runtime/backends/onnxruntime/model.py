@@ -10,8 +10,10 @@ repository load unchanged, as the native backend of the NGC container would serv
   batch) that share their other dims are concatenated into one onnxruntime run, then split again;
 - `intra_op_thread_count` / `inter_op_thread_count` parameters set the session's thread pools, as the native
   backend reads them; pool threads spin between operators only when `allow_spinning` is "1", and never after a
-  run; `instance_group` count is honoured by Triton itself (one stub process per instance, each with its own
-  session and its own copy of the weights: docs/memory.md);
+  run; `nice` ("0" to "19"; ours: the native backend has no process of its own to lower) lowers the CPU
+  priority of the session's threads, so that under load they yield the cores to the models and the adapter
+  ahead of them (clip_visual: export/clip_configs.py); `instance_group` count is honoured by Triton itself
+  (one stub process per instance, each with its own session and its own copy of the weights: docs/memory.md);
 - memory as the native backend's parameters set it: `enable_mem_arena` / `enable_mem_pattern` ("0" or "1";
   onnxruntime's defaults, both on, where absent) and `memory.enable_memory_arena_shrinkage` ("cpu:0": the CPU
   arena gives back, at the end of each run, the regions that run no longer uses, so a large batch's peak is not
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -43,6 +46,7 @@ THREAD_PARAMETERS = {"intra_op_thread_count": "intra_op_num_threads", "inter_op_
 # SessionOptions attribute each sets
 MEMORY_PARAMETERS = {"enable_mem_arena": "enable_cpu_mem_arena", "enable_mem_pattern": "enable_mem_pattern"}
 ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
+MAX_NICE = 19
 
 
 def release_freed_heap() -> None:
@@ -98,6 +102,11 @@ class TritonPythonModel:
         # So they do not spin unless `allow_spinning` is "1", and then only during a run (force_spinning_stop):
         # a ViT-B/32 run followed by 40 ms of idle costs 153 ms of CPU when the threads spin on, 116 ms when they
         # stop. (With onnxruntime 1.31 a run alone takes as long without spinning: 54.3 vs 53.6 ms, 2 threads.)
+        niceness = model.optional("nice")
+        if niceness:
+            if not niceness.isdigit() or not 0 <= int(niceness) <= MAX_NICE:
+                raise ConfigError(f"{self.name}: parameter nice is {niceness!r}, expected 0 to {MAX_NICE}")
+            os.nice(int(niceness))  # before the session: its pool threads inherit the calling thread's niceness
         spinning = model.optional("allow_spinning") or "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
