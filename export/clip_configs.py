@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from export.clip_graph import MCLIP_INPUTS
 from export.configs import (
-    ENTRY_INSTANCES, add_step, add_tensor, bound_queue, instances, new_config, serves, set_parameters,
+    ENTRY_INSTANCES, NICE_PARAMETER, add_step, add_tensor, bound_queue, instances, new_config, serves, set_parameters,
 )
 from mt_photos_triton.families import CLIP_IMAGE_MODEL, CLIP_TEXT_MODEL
 from mt_photos_triton.pipelines.clip_profile import (
@@ -105,7 +105,7 @@ def _encoder(
     config.dynamic_batching.max_queue_delay_microseconds = QUEUE_DELAY_US
     instances(config, count)
     set_parameters(config, {"model_name": model, "intra_op_thread_count": threads, "inter_op_thread_count": 1,
-                            "allow_spinning": spinning, **({"nice": nice} if nice else {})})
+                            "allow_spinning": spinning, **({NICE_PARAMETER: nice} if nice else {})})
     return config
 
 

@@ -45,6 +45,11 @@ class Measure:
     latencies: list[float]
     rounds: list[Measure] = field(default_factory=list)
 
+    @classmethod
+    def of_rounds(cls, rounds: list[Measure]) -> Measure:
+        """The rounds taken together: their time summed, their latencies pooled, each round kept."""
+        return cls(sum(r.seconds for r in rounds), [t for r in rounds for t in r.latencies], rounds)
+
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds
@@ -81,18 +86,15 @@ def compare(
     rounds: int,
 ) -> dict[tuple[str, str, int], Measure]:
     """Alternate blocks of ours and the reference, so both see the same background load (the machine is
-    shared); warm-up requests first. Each side's entry holds every round's measure (`rounds`) besides the sum."""
+    shared); warm-up requests first. Each side's measure keeps its rounds (`rounds`)."""
     run_concurrently(ours, 2 * concurrency, concurrency)
     run_concurrently(reference, 2 * concurrency, concurrency)
-    merged = {"ours": Measure(0.0, []), "reference": Measure(0.0, [])}
+    measured: dict[str, list[Measure]] = {"ours": [], "reference": []}
     per_round = max(concurrency, requests // rounds)
     for _ in range(rounds):
         for side, call in (("ours", ours), ("reference", reference)):
-            measure = run_concurrently(call, per_round, concurrency)
-            merged[side].seconds += measure.seconds
-            merged[side].latencies += measure.latencies
-            merged[side].rounds.append(measure)
-    return {(route, side, concurrency): measure for side, measure in merged.items()}
+            measured[side].append(run_concurrently(call, per_round, concurrency))
+    return {(route, side, concurrency): Measure.of_rounds(measures) for side, measures in measured.items()}
 
 
 def round_ratios(ours: Measure, reference: Measure, of: Callable[[Measure, Measure], float]) -> str:

@@ -97,16 +97,17 @@ class TritonPythonModel:
         if shrinkage:
             self.run_options = ort.RunOptions()
             self.run_options.add_run_config_entry(ARENA_SHRINKAGE, shrinkage)
-        # Pool threads spin between operators and, by default, on after a run too; with several model processes
-        # sharing few cores (the embedded server's case) that idle spinning burns the cores the busy model needs.
-        # So they do not spin unless `allow_spinning` is "1", and then only during a run (force_spinning_stop):
-        # a ViT-B/32 run followed by 40 ms of idle costs 153 ms of CPU when the threads spin on, 116 ms when they
-        # stop. (With onnxruntime 1.31 a run alone takes as long without spinning: 54.3 vs 53.6 ms, 2 threads.)
         niceness = model.optional("nice")
         if niceness:
             if not niceness.isdigit() or not 0 <= int(niceness) <= MAX_NICE:
                 raise ConfigError(f"{self.name}: parameter nice is {niceness!r}, expected 0 to {MAX_NICE}")
             os.nice(int(niceness))  # before the session: its pool threads inherit the calling thread's niceness
+        # Pool threads spin between operators and, by default, on after a run too; with several model processes
+        # sharing few cores (the embedded server's case) that idle spinning burns the cores the busy model needs.
+        # So they do not spin unless `allow_spinning` is "1", and then only during a run (force_spinning_stop):
+        # a ViT-B/32 run followed by 40 ms of idle costs 153 ms of CPU when the threads spin on, 116 ms when they
+        # stop. (A lone run is faster spinning with onnxruntime 1.32, 44 vs 56 ms for ViT-B/32 on 2 threads; with
+        # 1.31 it took as long either way: export/clip_configs.py.)
         spinning = model.optional("allow_spinning") or "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
