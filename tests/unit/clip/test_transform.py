@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mt_photos_triton.pipelines.clip import crop_centre, resize_crop_in_halves, resize_shortest
+from mt_photos_triton.pipelines.clip import (
+    crop_centre, hf_shortest_side_size, resize_crop_in_halves, resize_shortest, shortest_side_size,
+)
 
 # landscape, portrait, square, the common camera and phone sizes, upscaled tiny ones, one-pixel-thin ones, sides
 # already at the target (one pass only), odd halves
@@ -18,6 +20,9 @@ IMAGE_SIZES = [
     (100, 80), (3, 5), (1, 1), (1, 500), (500, 1), (2, 3), (7, 400),
 ]
 TARGETS = [224, 240, 3, 2, 1]
+# the filters and side rules of the CLIP profiles (pipelines/clip_profile.py)
+FILTERS = [(Image.Resampling.BICUBIC, shortest_side_size), (Image.Resampling.BILINEAR, shortest_side_size),
+           (Image.Resampling.BICUBIC, hf_shortest_side_size)]
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +36,9 @@ def test_split_resize_equals_pillows_resize_and_crop(width: int, height: int, he
     rng = np.random.default_rng(width * 10007 + height)
     image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
     for size in TARGETS:
-        want = np.asarray(crop_centre(resize_shortest(image, size), size))
-        got = np.asarray(resize_crop_in_halves(image, size, helper))
-        assert got.shape == want.shape == (size, size, 3)
-        differing = int((got != want).sum())
-        assert differing == 0, f"{width}x{height} -> {size}: {differing} values differ"
+        for resample, sides in FILTERS:
+            want = np.asarray(crop_centre(resize_shortest(image, size, resample, sides), size))
+            got = np.asarray(resize_crop_in_halves(image, size, helper, resample, sides))
+            assert got.shape == want.shape == (size, size, 3)
+            differing = int((got != want).sum())
+            assert differing == 0, f"{width}x{height} -> {size} ({resample.name}, {sides.__name__}): {differing} differ"
