@@ -26,6 +26,11 @@ from mt_photos_triton.pipelines.images import probe
 from mt_photos_triton.pipelines.languages import with_language
 
 UINT8_LEVELS = 256
+# the largest image whose resize is split over two threads: the split copies the image once, in two halves (4 bytes
+# a pixel: 92 MiB here). A 200 MP photo's copies doubled its peak (1542 instead of ~800 MiB of growth for its decode
+# and resize), and its split resize took 0.76-2.28 s against 1.06-1.14 s in one call
+# (reading each half in place through resize's `box` instead adds a pass at scale 1: 1 ms more a half at 1280x960)
+SPLIT_MAX_PIXELS = 24_000_000
 RESAMPLING = {BICUBIC: Image.Resampling.BICUBIC, BILINEAR: Image.Resampling.BILINEAR}
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -112,9 +117,7 @@ def crop_centre(image: Image.Image, size: int) -> Image.Image:
 def _resampled(
     image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int], resample: Image.Resampling
 ) -> Image.Image:
-    # resize's box reads the region in place (a crop would copy it first: 381 MiB for half a 200 MP photo); a pass
-    # at scale 1 along the other axis has the weights 1, 0, 0 and leaves the bytes as they are
-    return image.resize(size, resample=resample, box=box)
+    return image.crop(box).resize(size, resample=resample)
 
 
 def resize_crop_in_halves(
@@ -177,7 +180,8 @@ class ImageTransform:
     models/transforms.py `to_numpy` and `normalize`; mean and std are float32 arrays, models/clip/visual.py
     `_load`). Each pixel's value depends only on its byte and channel, so the lookup is bit-identical to
     normalising the whole image. The table is built once, here.
-    With a `helper` executor the resize runs in two threads (resize_crop_in_halves: the same bytes).
+    With a `helper` executor the resize of an image up to SPLIT_MAX_PIXELS runs in two threads
+    (resize_crop_in_halves: the same bytes).
     """
 
     def __init__(
@@ -199,7 +203,7 @@ class ImageTransform:
     def from_image(self, image: Image.Image, helper: Executor | None = None) -> NDArray[np.float32]:
         if not self.crop:  # resize `exact`
             square = image.resize((self.size, self.size), resample=self.resample)
-        elif helper is None:
+        elif helper is None or image.width * image.height > SPLIT_MAX_PIXELS:
             square = crop_centre(resize_shortest(image, self.size, self.resample, self.sides), self.size)
         else:
             square = resize_crop_in_halves(image, self.size, helper, self.resample, self.sides)

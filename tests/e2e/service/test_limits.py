@@ -143,9 +143,10 @@ def test_concurrent_200mp_uploads_stay_within_a_bounded_memory(large_service: Se
                   f"{measured} {baseline / MIB:.0f} MiB before, peak {peak_pss / MIB:.0f} MiB "
                   f"(+{growth[name] / MIB:.0f} MiB; one decoded RGB photo is {decoded / MIB:.0f} MiB), "
                   f"peak RSS sum {peak_rss / MIB:.0f} MiB")
-    # at most two (one) decodes in flight, each the image Pillow holds and a little (the resize reads it in place:
-    # 807 MiB of peak growth for one decode and resize, measured), plus the bodies; without the budget, all four
-    # would decode at once. (When the resize copied each half first, one decode peaked at 2x and CI saw +3111 MiB.)
+    # at most two (one) decodes in flight, each the image Pillow holds and a little (a photo this large is resized
+    # in one call: ~800 MiB of peak growth for one decode and resize, measured), plus the bodies; without the budget,
+    # all four would decode at once. (When its resize was split in copied halves, one decode peaked at 2x and CI
+    # saw +3111 MiB.)
     bodies = CONCURRENT * 4 * len(phone_photo) + 256 * MIB
     assert growth["default budget"] < 2 * 1.25 * held + bodies
     assert growth["budget of one photo"] < 1.25 * held + bodies

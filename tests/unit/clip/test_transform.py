@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mt_photos_triton.pipelines import clip
 from mt_photos_triton.pipelines.clip import (
     crop_centre, hf_shortest_side_size, resize_crop_in_halves, resize_shortest, shortest_side_size,
 )
@@ -42,3 +43,27 @@ def test_split_resize_equals_pillows_resize_and_crop(width: int, height: int, he
             assert got.shape == want.shape == (size, size, 3)
             differing = int((got != want).sum())
             assert differing == 0, f"{width}x{height} -> {size} ({resample.name}, {sides.__name__}): {differing} differ"
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def test_only_images_up_to_the_split_limit_are_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split copies the image in halves, so an image above SPLIT_MAX_PIXELS is resized in one call (the same
+    bytes either way)."""
+    monkeypatch.setattr(clip, "SPLIT_MAX_PIXELS", 300 * 200)
+    transform = clip.ImageTransform(224, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    rng = np.random.default_rng(7)
+    for (width, height), splits in (((300, 200), True), ((301, 200), False)):
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        with CountingExecutor() as helper:
+            got = transform.from_image(image, helper)
+            assert (helper.submitted > 0) is splits, (width, height, helper.submitted)
+        assert np.array_equal(got, transform.from_image(image)), (width, height)
