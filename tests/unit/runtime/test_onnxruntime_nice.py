@@ -10,6 +10,7 @@ import pytest
 
 from export.configs import NICE_PARAMETER, add_tensor, gpu_variant, new_config, set_parameters, write_config
 from mt_photos_triton.runtime.embedded import EmbeddedTriton
+from tests.e2e.test_onnxruntime_backend import _stubs_of
 from tests.unit.runtime.test_gpu_variant_on_cpu import _doubling_model
 
 PORTS = {"http": 0, "grpc": 0, "metrics": 0}
@@ -24,15 +25,16 @@ def _model(repository: Path, nice: str) -> None:
     _doubling_model(repository / "double" / "1" / "model.onnx")
 
 
-def _stub_thread_niceness(model_file: Path) -> list[int]:
-    """The niceness of every thread of the stub process serving `model_file` (field 19 of /proc/PID/task/TID/stat)."""
-    for proc in Path("/proc").iterdir():
-        try:
-            if str(model_file) in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                return [int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]) for task in (proc / "task").iterdir()]
-        except OSError:
-            continue
-    raise AssertionError(f"no stub process serves {model_file}")
+def _stub_thread_niceness(model_file: Path) -> list[list[int]]:
+    """The niceness of every thread of each stub process serving `model_file` (field 19 of
+    /proc/PID/task/TID/stat), one list per stub."""
+    stubs = _stubs_of(model_file)
+    assert stubs, f"no stub process serves {model_file}"
+
+    def niceness(task: Path) -> int:
+        return int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+
+    return [[niceness(task) for task in Path(f"/proc/{pid}/task").iterdir()] for pid in stubs]
 
 
 def test_the_sessions_threads_run_at_the_configured_niceness(tmp_path: Path) -> None:
@@ -46,8 +48,9 @@ def test_the_sessions_threads_run_at_the_configured_niceness(tmp_path: Path) -> 
         request.set_data_from_numpy(data)
         np.testing.assert_array_equal(client.infer("double", [request]).as_numpy("y"), data * 2)
         niceness = _stub_thread_niceness(tmp_path / "double" / "1" / "model.onnx")
-    # the thread that runs the model and the session's pool thread (2 intra-op threads: the caller and one more)
-    assert niceness.count(7) >= 2, niceness
+    # in every instance, the thread that runs the model and the session's pool thread (2 intra-op threads: the
+    # caller and one more)
+    assert all(threads.count(7) >= 2 for threads in niceness), niceness
 
 
 @pytest.mark.parametrize("nice", ["-5", "20", "ten"])
